@@ -1,0 +1,117 @@
+"""fraudapp: fraud screening of card transactions with a LightGBM model registry."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import click
+from flask import Flask
+from sqlalchemy import event
+
+from . import config as settings
+from .extensions import csrf, db, migrate
+from .ml.registry import Registry, ServingModel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the application: configuration, extensions, model, blueprints, errors, commands."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        instance_path=os.environ.get("FRAUDAPP_INSTANCE_PATH") or os.path.join(ROOT, "instance"),
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+    )
+    configure(app, test_config)
+    register_extensions(app)
+    register_model(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: Flask, test_config: dict | None) -> None:
+    """Defaults → instance/config.py → FRAUDAPP_* environment → test config."""
+    app.config.from_object(settings.Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("FRAUDAPP")
+    if test_config:
+        app.config.update(test_config)
+    settings.resolve_paths(app.config, app.instance_path)
+    _require_secret_key(app)
+
+
+def _require_secret_key(app: Flask) -> None:
+    """A missing SECRET_KEY is an error for a server; debug, tests and CLI commands get a random one."""
+    if app.config.get("SECRET_KEY"):
+        return
+    if not (app.debug or app.testing or click.get_current_context(silent=True)):
+        raise RuntimeError(
+            "FRAUDAPP_SECRET_KEY is not set (run `flask init-demo` once, or set it "
+            "in the environment or instance/config.py)"
+        )
+    app.config["SECRET_KEY"] = secrets.token_hex(32)
+
+
+def register_extensions(app: Flask) -> None:
+    """Database, migrations and CSRF."""
+    os.makedirs(app.instance_path, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    """WAL for concurrent readers, foreign keys for cascades, a busy timeout for writers."""
+    cursor = connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "foreign_keys=ON",
+        "busy_timeout=10000",
+        "temp_store=MEMORY",
+        "cache_size=-131072",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def register_model(app: Flask) -> None:
+    """The serving model, loaded on first use and swapped when the registry's pointer changes."""
+    registry = Registry(app.config["MODEL_DIR"])
+    app.extensions["fraudapp.model"] = ServingModel(
+        registry, app.config["MODEL_CHECK_INTERVAL"], app.logger
+    )
+
+
+def register_blueprints(app: Flask) -> None:
+    """Web pages and the JSON API."""
+    from .api import bp as api_bp
+    from .health import bp as health_bp
+    from .predict import bp as predict_bp
+
+    app.register_blueprint(predict_bp)
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(health_bp)
+    csrf.exempt(api_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """One handler for HTTP errors: JSON for the API and JSON clients, HTML otherwise."""
+    from .errors import register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    """The `flask` commands."""
+    from .cli import register_commands as register
+
+    register(app)

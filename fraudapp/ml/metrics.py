@@ -57,8 +57,12 @@ def best_f1_threshold(scores, labels) -> float:
     if labels.sum() == 0:
         return 0.5
     precision, recall, thresholds = precision_recall_curve(labels, scores)
-    f1 = np.divide(2 * precision * recall, precision + recall,
-                   out=np.zeros_like(precision), where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall,
+        precision + recall,
+        out=np.zeros_like(precision),
+        where=(precision + recall) > 0,
+    )
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 

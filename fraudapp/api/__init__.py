@@ -1,0 +1,7 @@
+"""The JSON API for bank back ends: bearer tokens, field errors as 400, never a 500."""
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__)
+
+from . import views  # noqa: E402,F401  (routes attach to bp)

@@ -1,0 +1,67 @@
+"""Request bodies of the JSON API, validated with pydantic; errors become {field: [messages]}."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator
+
+from ..services.scoring import MAX_AMOUNT, MAX_ID, TransactionIn
+
+Id = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
+EARLIEST, LATEST = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)
+
+
+class BadRequest(Exception):
+    """A request body that fails validation; `errors` maps field paths to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__(errors)
+        self.errors = errors
+
+
+class TransactionBody(BaseModel):
+    """One transaction to score."""
+
+    tx_datetime: dt.datetime
+    customer_id: Id
+    terminal_id: Id
+    amount: Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+    consent: StrictBool
+    transaction_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("tx_datetime")
+    @classmethod
+    def _utc(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        if not EARLIEST <= value < LATEST:
+            raise ValueError("must be between 1990 and 2100")
+        return value
+
+    def to_input(self) -> tuple[TransactionIn, bool]:
+        """The service's input and the consent flag."""
+        return TransactionIn(
+            self.tx_datetime, self.customer_id, self.terminal_id, self.amount, self.transaction_id
+        ), self.consent
+
+
+class BatchBody(BaseModel):
+    """Up to 1,000 transactions, scored in order."""
+
+    transactions: Annotated[list[TransactionBody], Field(min_length=1, max_length=1000)]
+
+
+def parse(model: type[BaseModel], body) -> BaseModel:
+    """The validated body, or BadRequest with field errors."""
+    if not isinstance(body, dict):
+        raise BadRequest({"body": ["must be a JSON object"]})
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "body"
+            errors.setdefault(field, []).append(error["msg"])
+        raise BadRequest(errors) from None

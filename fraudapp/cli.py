@@ -1,0 +1,197 @@
+"""`flask` commands: history import and simulation, training, the model registry, tokens, demo."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import click
+from flask import Flask, current_app
+
+from .ml.registry import RegistryError
+from .ml.simulate import simulate
+from .ml.training import Windows
+from .services import demo, history, tokens
+from .services.training import latest_windows, registry, train_and_publish
+
+
+@click.command("import-transactions")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def import_transactions_command(path: str) -> None:
+    """Import a Handbook-format CSV (.csv or .csv.gz); TX_FRAUD becomes an imported label."""
+    try:
+        frame = history.read_transactions(path)
+    except history.ImportRefused as exc:
+        raise click.ClickException(f"{path}: {exc}; nothing was imported") from exc
+    with click.progressbar(
+        length=len(frame), label="Importing", file=click.get_text_stream("stderr")
+    ) as bar:
+        result = history.import_frame(frame, bar.update)
+    click.echo(
+        f"{result.rows} rows read, {result.inserted} added, {result.skipped} already "
+        f"present, {result.labels} labels"
+    )
+
+
+@click.command("simulate")
+@click.option("--customers", default=500, show_default=True, help="Number of customers.")
+@click.option("--terminals", default=1000, show_default=True, help="Number of terminals.")
+@click.option("--days", default=60, show_default=True, help="Days of history.")
+@click.option("--start", default=None, help="First day (YYYY-MM-DD); default: DAYS before today.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a Handbook-format CSV instead of importing.",
+)
+def simulate_command(customers, terminals, days, start, seed, output) -> None:
+    """Generate realistic transactions with the three Handbook fraud scenarios."""
+    start = start or (dt.date.today() - dt.timedelta(days=days)).isoformat()
+    frame = simulate(customers, terminals, start, days, random_state=seed)
+    if output:
+        frame.to_csv(output, index=False)
+        click.echo(f"{len(frame)} transactions written to {output}")
+        return
+    frame["TRANSACTION_ID"] = f"sim{seed}-{start}-" + frame["TRANSACTION_ID"].astype(str)
+    result = history.import_handbook_frame(frame, source_name="simulate")
+    click.echo(f"{result.inserted} transactions simulated and added ({result.labels} labels)")
+
+
+@click.command("train")
+@click.option(
+    "--train-start",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="First training day; default: the latest windows that fit the history.",
+)
+@click.option("--train-days", default=7, show_default=True, type=click.IntRange(1, 365))
+@click.option("--delay-days", default=7, show_default=True, type=click.IntRange(0, 365))
+@click.option("--test-days", default=7, show_default=True, type=click.IntRange(1, 365))
+@click.option("--promote", is_flag=True, help="Serve the new version at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def train_command(train_start, train_days, delay_days, test_days, promote, as_json) -> None:
+    """Train on the stored history with the Handbook protocol and publish a model version."""
+    windows = (
+        Windows(train_start.date(), train_days, delay_days, test_days)
+        if train_start
+        else latest_windows(train_days, delay_days, test_days)
+    )
+    try:
+        version, result = train_and_publish(windows, promote=promote)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    summary = {"version": version, "promoted": registry().current() == version, **result.summary()}
+    if as_json:
+        click.echo(json.dumps(_finite(summary)))
+        return
+    for key, value in summary.items():
+        click.echo(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
+
+
+def _finite(summary: dict) -> dict:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+
+
+@click.group("models")
+def models_group() -> None:
+    """List, promote and roll back model versions."""
+
+
+@models_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def models_list(as_json: bool) -> None:
+    """Every version with its test metrics; the serving one is marked."""
+    reg = registry()
+    current = reg.current()
+    rows = []
+    for version in reg.versions():
+        meta = reg.meta(version)
+        metrics = meta.get("metrics", {})
+        rows.append(
+            {
+                "version": version,
+                "current": version == current,
+                "created_at": meta.get("created_at"),
+                "threshold": meta.get("threshold"),
+                **{k: metrics.get(k) for k in ("auc", "ap", "cp_at_100", "f1")},
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        mark = "*" if row["current"] else " "
+        click.echo(
+            f"{mark} {row['version']:<6} {row['created_at']}  AP {_num(row['ap'])}  "
+            f"AUC {_num(row['auc'])}  F1 {_num(row['f1'])}  threshold {_num(row['threshold'])}"
+        )
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+@models_group.command("promote")
+@click.argument("version")
+def models_promote(version: str) -> None:
+    """Serve VERSION (checked loadable first)."""
+    try:
+        registry().set_current(version)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{version} is now serving")
+
+
+@models_group.command("rollback")
+def models_rollback() -> None:
+    """Serve the version that served before the current one."""
+    reg = registry()
+    previous = reg.previous()
+    if previous is None:
+        raise click.ClickException("no earlier version to roll back to")
+    try:
+        reg.set_current(previous)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"rolled back to {previous}")
+
+
+@click.command("create-api-token")
+@click.argument("name")
+def create_api_token_command(name: str) -> None:
+    """Create a bearer token for the JSON API; it is printed once, as the last line."""
+    try:
+        token = tokens.create_token(name)
+    except tokens.TokenExists as exc:
+        raise click.ClickException(f"a token named {name!r} exists already") from exc
+    click.echo(f"API token for {name} (store it now; it is not shown again):")
+    click.echo(token)
+
+
+@click.command("init-demo")
+def init_demo_command() -> None:
+    """First run: secret key, demo history and a first model, each only where missing."""
+    if demo.ensure_secret_key(current_app.instance_path):
+        click.echo("wrote a generated SECRET_KEY into instance/config.py")
+    added = demo.ensure_history()
+    if added:
+        click.echo(f"simulated {added} demo transactions")
+    version = demo.ensure_model()
+    if version:
+        click.echo(f"trained and serving model {version}")
+    click.echo("demo ready")
+
+
+def register_commands(app: Flask) -> None:
+    """Attach every command to the app's CLI."""
+    for command in (
+        import_transactions_command,
+        simulate_command,
+        train_command,
+        models_group,
+        create_api_token_command,
+        init_demo_command,
+    ):
+        app.cli.add_command(command)

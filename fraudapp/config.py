@@ -1,0 +1,33 @@
+"""Configuration: defaults here, then instance/config.py, then FRAUDAPP_* environment variables."""
+
+from __future__ import annotations
+
+import os
+
+
+class Defaults:
+    """Settings every deployment starts from."""
+
+    SECRET_KEY = None
+    DATABASE_URL = None  # default: SQLite file in the instance folder
+    MODEL_DIR = None  # default: instance/models
+    MODEL_CHECK_INTERVAL = 1.0  # seconds between checks of the CURRENT pointer
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    MAX_BATCH = 1000
+    EXPLAIN_TOP = 4
+    WTF_CSRF_TIME_LIMIT = None
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    DEMO_CUSTOMERS = 600
+    DEMO_TERMINALS = 1200
+    DEMO_DAYS = 90
+
+
+def resolve_paths(config: dict, instance_path: str) -> None:
+    """Fill the defaults that live in the instance folder and the SQLAlchemy URI."""
+    url = config.get("DATABASE_URL") or "sqlite:///" + os.path.join(instance_path, "fraudapp.db")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    config["SQLALCHEMY_DATABASE_URI"] = url
+    config["MODEL_DIR"] = config.get("MODEL_DIR") or os.path.join(instance_path, "models")

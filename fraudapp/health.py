@@ -1,0 +1,14 @@
+"""Liveness for load balancers: /healthz answers with the serving model version."""
+
+from flask import Blueprint, current_app, jsonify
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """200 with the serving version; 503 while no model serves."""
+    model = current_app.extensions["fraudapp.model"].get()
+    if model is None:
+        return jsonify({"status": "no model", "model_version": None}), 503
+    return jsonify({"status": "ok", "model_version": model.version})

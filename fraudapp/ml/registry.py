@@ -1,0 +1,256 @@
+"""The model registry on disk: immutable numbered versions and an atomic CURRENT pointer.
+
+Layout under the model directory::
+
+    v1/model.txt      LightGBM text model (never pickle)
+    v1/meta.json      feature names, params, threshold, windows, metrics, reference distributions,
+                      library versions, sha256 of model.txt, created time
+    CURRENT           the serving version's name, replaced atomically
+    HISTORY           one line per pointer change, for rollback
+
+A version folder is written under a temporary name and renamed into place, so a reader never sees a
+half-written version, and an existing version is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import sklearn
+
+from . import features
+
+VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
+MODEL_FILE, META_FILE, POINTER, HISTORY = "model.txt", "meta.json", "CURRENT", "HISTORY"
+
+
+class RegistryError(Exception):
+    """A version that cannot be found, read or trusted."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified booster with its metadata, ready to score."""
+
+    version: str
+    booster: lgb.Booster
+    meta: dict
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold: score ≥ threshold means fraud."""
+        return float(self.meta["threshold"])
+
+    def score(self, row: np.ndarray) -> float:
+        """The fraud probability of one feature vector (one thread, numpy in)."""
+        return float(self.booster.predict(row.reshape(1, -1), num_threads=1)[0])
+
+    def score_many(self, rows: np.ndarray) -> np.ndarray:
+        """Fraud probabilities of a feature matrix."""
+        return self.booster.predict(rows, num_threads=1)
+
+    def contributions(self, row: np.ndarray) -> np.ndarray:
+        """Per-feature contributions (log-odds) to one row's score, bias last."""
+        return self.booster.predict(row.reshape(1, -1), pred_contrib=True, num_threads=1)[0]
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Registry:
+    """Numbered model versions in a folder, one of them current."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, version: str) -> Path:
+        """The folder of a version, after checking the name cannot escape the registry."""
+        if not isinstance(version, str) or not VERSION_RE.match(version):
+            raise RegistryError(f"invalid version name {version!r} (expected v1, v2, ...)")
+        return self.root / version
+
+    def versions(self) -> list[str]:
+        """All complete versions, oldest first."""
+        if not self.root.is_dir():
+            return []
+        names = [
+            p.name
+            for p in self.root.iterdir()
+            if VERSION_RE.match(p.name) and (p / META_FILE).is_file()
+        ]
+        return sorted(names, key=lambda name: int(name[1:]))
+
+    def meta(self, version: str) -> dict:
+        """A version's metadata."""
+        try:
+            return json.loads((self.path(version) / META_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"version {version}: cannot read metadata ({exc})") from exc
+
+    def publish(self, booster: lgb.Booster, meta: dict) -> str:
+        """Write a new immutable version from a booster and its metadata; returns its name."""
+        return self.install(booster.model_to_string(), {**meta, **self._library_versions()})
+
+    def install(self, model_text: str, meta: dict, version: str | None = None) -> str:
+        """Write model text and metadata as a version (the next number unless named)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        (staging / MODEL_FILE).write_text(model_text)
+        meta = {**meta, "sha256": sha256_of(staging / MODEL_FILE)}
+        meta.setdefault("created_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        while True:
+            name = version or self._next_name()
+            meta["version"] = name
+            (staging / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+            try:
+                os.rename(staging, self.path(name))
+                return name
+            except OSError as exc:
+                if version:
+                    raise RegistryError(f"version {version} already exists") from exc
+
+    def _next_name(self) -> str:
+        existing = [int(p.name[1:]) for p in self.root.iterdir() if VERSION_RE.match(p.name)]
+        return f"v{max(existing, default=0) + 1}"
+
+    @staticmethod
+    def _library_versions() -> dict:
+        return {
+            "libraries": {
+                "lightgbm": lgb.__version__,
+                "numpy": np.__version__,
+                "scikit-learn": sklearn.__version__,
+            }
+        }
+
+    def load(self, version: str) -> LoadedModel:
+        """Load a version after checking its checksum and feature list."""
+        folder = self.path(version)
+        meta = self.meta(version)
+        model_path = folder / MODEL_FILE
+        if not model_path.is_file() or sha256_of(model_path) != meta.get("sha256"):
+            raise RegistryError(f"version {version}: model file missing or checksum mismatch")
+        if list(meta.get("features", [])) != list(features.FEATURES):
+            raise RegistryError(f"version {version}: feature list differs from this code's")
+        try:
+            booster = lgb.Booster(model_str=model_path.read_text())
+        except lgb.basic.LightGBMError as exc:
+            raise RegistryError(f"version {version}: unreadable model ({exc})") from exc
+        if booster.feature_name() != list(features.FEATURES):
+            raise RegistryError(f"version {version}: the model's own feature names differ")
+        return LoadedModel(version, booster, meta)
+
+    def current(self) -> str | None:
+        """The name in the CURRENT pointer, or None when nothing serves yet."""
+        try:
+            name = (self.root / POINTER).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def set_current(self, version: str, *, verify: bool = True) -> None:
+        """Point CURRENT at a version (checked loadable first), atomically; logged in HISTORY."""
+        if verify:
+            self.load(version)
+        self._write_atomic(POINTER, version + "\n")
+        with open(self.root / HISTORY, "a") as handle:
+            handle.write(f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {version}\n")
+
+    def previous(self) -> str | None:
+        """The version that served before the current one, for rollback."""
+        current = self.current()
+        try:
+            lines = (self.root / HISTORY).read_text().split()
+        except FileNotFoundError:
+            return None
+        served = [word for word in lines[1::2]]
+        for name in reversed(served):
+            if name != current and name in self.versions():
+                return name
+        return None
+
+    def _write_atomic(self, name: str, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=self.root)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.root / name)
+
+    def pointer_stamp(self) -> tuple[int, int] | None:
+        """A cheap fingerprint of the pointer file (inode, mtime) to notice a change."""
+        try:
+            st = os.stat(self.root / POINTER)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+
+class ServingModel:
+    """The model one process serves, following the CURRENT pointer.
+
+    A stat of the pointer, at most once per `check_interval` seconds, notices a promotion; the new
+    version is loaded fully before it replaces the old one, and a version that fails to load is
+    refused while the previous one keeps serving.
+    """
+
+    def __init__(self, registry: Registry, check_interval: float = 1.0, logger=None):
+        self.registry = registry
+        self.check_interval = check_interval
+        self.logger = logger
+        self._model: LoadedModel | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    def get(self) -> LoadedModel | None:
+        """The model to score with now (None when the registry has no current version)."""
+        now = time.monotonic()
+        if now - self._checked_at >= self.check_interval:
+            self._refresh(now)
+        return self._model
+
+    def _refresh(self, now: float) -> None:
+        with self._lock:
+            if now - self._checked_at < self.check_interval:
+                return
+            self._checked_at = now
+            stamp = self.registry.pointer_stamp()
+            if stamp == self._stamp:
+                return
+            self._stamp = stamp
+            self._swap_to(self.registry.current())
+
+    def _swap_to(self, version: str | None) -> None:
+        if version is None or (self._model and self._model.version == version):
+            return
+        try:
+            self._model = self.registry.load(version)
+            self.last_error = None
+        except RegistryError as exc:
+            self.last_error = str(exc)
+            if self.logger:
+                self.logger.error(
+                    "model %s refused, still serving %s: %s",
+                    version,
+                    self._model.version if self._model else "nothing",
+                    exc,
+                )

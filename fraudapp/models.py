@@ -1,0 +1,111 @@
+"""Database tables: the transaction history, its labels, predictions and API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+UtcDateTime = DateTime(timezone=True)
+
+
+def utcnow() -> dt.datetime:
+    """The current time in UTC, for column defaults (called per row, not at import)."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Transaction(db.Model):
+    """A card transaction in the history the features are computed from.
+
+    `tx_time` is Unix seconds (UTC): window queries stay integer comparisons on every database.
+    `fraud` is the label known now (None while unlabelled); `labels` keeps every label given.
+    """
+
+    __tablename__ = "transactions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    tx_time: Mapped[int] = mapped_column(BigInteger)
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    terminal_id: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[float]
+    fraud: Mapped[bool | None]
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    labels: Mapped[list[Label]] = relationship(
+        back_populates="transaction", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        Index("ix_transactions_customer_time", "customer_id", "tx_time", "amount"),
+        Index("ix_transactions_terminal_time", "terminal_id", "tx_time", "fraud"),
+        Index("ix_transactions_time", "tx_time"),
+    )
+
+    @property
+    def tx_datetime(self) -> dt.datetime:
+        """The transaction time as a naive UTC datetime."""
+        return dt.datetime.fromtimestamp(self.tx_time, dt.UTC).replace(tzinfo=None)
+
+    def __repr__(self) -> str:
+        return f"<Transaction {self.id} customer={self.customer_id} amount={self.amount}>"
+
+
+class Label(db.Model):
+    """One label given to a transaction: fraud or genuine, by whom (source), when."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("transactions.id", ondelete="CASCADE"), index=True
+    )
+    fraud: Mapped[bool]
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    transaction: Mapped[Transaction] = relationship(back_populates="labels")
+
+    def __repr__(self) -> str:
+        return f"<Label tx={self.transaction_id} fraud={self.fraud} source={self.source}>"
+
+
+class Prediction(db.Model):
+    """A stored (consented) prediction: score, decision, model version and the features it saw."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("transactions.id", ondelete="CASCADE"), unique=True
+    )
+    score: Mapped[float]
+    is_fraud: Mapped[bool]
+    threshold: Mapped[float]
+    model_version: Mapped[str] = mapped_column(String(16), index=True)
+    features: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+    transaction: Mapped[Transaction] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Prediction {self.id} score={self.score:.3f} model={self.model_version}>"
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API; only its sha256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.name}>"

@@ -1,0 +1,211 @@
+"""The transaction history: bulk import of Handbook-format files and loading it for training.
+
+An import is all or nothing: the whole file is parsed and checked first (a bad line is reported by
+number), then loaded into a staging table and merged in one database transaction. Transactions whose
+TRANSACTION_ID is already stored are skipped, so importing a file twice adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import DateTime, bindparam, select, text
+
+from ..extensions import db
+from ..ml.handbook import to_unix_seconds
+from ..ml.training import History
+from ..models import Transaction, utcnow
+from .scoring import MAX_AMOUNT, MAX_ID
+
+REQUIRED = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT")
+OPTIONAL = ("TX_FRAUD",)
+CHUNK = 50_000
+
+
+class ImportRefused(Exception):
+    """The file cannot be imported; nothing was written."""
+
+
+@dataclass
+class ImportResult:
+    """What an import did."""
+
+    rows: int
+    inserted: int
+    labels: int
+
+    @property
+    def skipped(self) -> int:
+        """Rows already in the history."""
+        return self.rows - self.inserted
+
+
+def read_transactions(source) -> pd.DataFrame:
+    """Parse and check a Handbook-format CSV (path or file object, gzip by extension)."""
+    try:
+        frame = pd.read_csv(
+            source,
+            usecols=lambda c: c in REQUIRED + OPTIONAL,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
+        raise ImportRefused(f"unreadable CSV: {exc}") from exc
+    except ValueError as exc:  # no columns at all
+        raise ImportRefused(f"unreadable CSV: {exc}") from exc
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise ImportRefused(f"line 1: missing column(s) {', '.join(missing)}")
+    return _checked(frame)
+
+
+def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+    """Typed columns; the first bad value is refused with its line number (header is line 1)."""
+    ids = frame["TRANSACTION_ID"].str.strip()
+    _refuse_where((ids == "") | (ids.str.len() > 64), "TRANSACTION_ID must be 1-64 characters")
+    _refuse_where(ids.duplicated(), "TRANSACTION_ID appears twice in the file")
+    times = pd.to_datetime(frame["TX_DATETIME"], errors="coerce", format="ISO8601")
+    _refuse_where(times.isna(), "TX_DATETIME is not a date-time (YYYY-MM-DD HH:MM:SS)")
+    typed = pd.DataFrame({"external_id": ids, "tx_time": to_unix_seconds(times)})
+    for column, name in (("CUSTOMER_ID", "customer_id"), ("TERMINAL_ID", "terminal_id")):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() | (values < 0) | (values > MAX_ID) | (values % 1 != 0)
+        _refuse_where(bad, f"{column} must be a whole number from 0 to {MAX_ID}")
+        typed[name] = values.astype(np.int64)
+    amount = pd.to_numeric(frame["TX_AMOUNT"], errors="coerce")
+    _refuse_where(
+        amount.isna() | (amount < 0) | (amount > MAX_AMOUNT),
+        f"TX_AMOUNT must be a number from 0 to {MAX_AMOUNT:,.0f}",
+    )
+    typed["amount"] = amount.astype(np.float64)
+    typed["fraud"] = _fraud_column(frame)
+    return typed
+
+
+def _fraud_column(frame: pd.DataFrame) -> pd.Series:
+    """TX_FRAUD as 1/0, or -1 where the file carries no label."""
+    if "TX_FRAUD" not in frame.columns:
+        return pd.Series(-1, index=frame.index, dtype=np.int64)
+    raw = frame["TX_FRAUD"].str.strip()
+    _refuse_where(~raw.isin(["0", "1", "0.0", "1.0", ""]), "TX_FRAUD must be 0, 1 or empty")
+    return raw.map({"0": 0, "1": 1, "0.0": 0, "1.0": 1, "": -1}).astype(np.int64)
+
+
+def _refuse_where(bad: pd.Series, reason: str) -> None:
+    if bad.any():
+        position = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ImportRefused(f"line {position + 2}: {reason}")
+
+
+def import_transactions(
+    source, progress: Callable[[int], None] | None = None, source_name: str = "import"
+) -> ImportResult:
+    """Import a Handbook-format CSV into the history in one transaction; labels become imports."""
+    frame = read_transactions(source)
+    return import_frame(frame, progress, source_name)
+
+
+def import_handbook_frame(frame: pd.DataFrame, source_name: str) -> ImportResult:
+    """Import a DataFrame in the Handbook's columns through the same checks as a file."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    buffer.seek(0)
+    return import_transactions(buffer, source_name=source_name)
+
+
+def import_frame(frame: pd.DataFrame, progress=None, source_name: str = "import") -> ImportResult:
+    """Merge checked rows (see `read_transactions`) into the history, all or nothing."""
+    progress = progress or (lambda n: None)
+    connection = db.session.connection()
+    try:
+        _create_staging(connection)
+        _load_staging(connection, frame, progress)
+        before = db.session.scalar(select(db.func.coalesce(db.func.max(Transaction.id), 0)))
+        inserted = _merge(connection, source_name)
+        labels = _insert_labels(connection, before)
+        connection.execute(text("DROP TABLE import_staging"))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return ImportResult(rows=len(frame), inserted=inserted, labels=labels)
+
+
+def _create_staging(connection) -> None:
+    connection.execute(text("DROP TABLE IF EXISTS import_staging"))
+    connection.execute(
+        text(
+            "CREATE TEMPORARY TABLE import_staging (line BIGINT, external_id VARCHAR(64), "
+            "tx_time BIGINT, customer_id BIGINT, terminal_id BIGINT, amount FLOAT, fraud INTEGER)"
+        )
+    )
+
+
+def _load_staging(connection, frame: pd.DataFrame, progress) -> None:
+    """Bulk-load the rows: COPY on PostgreSQL, executemany on SQLite."""
+    columns = ["external_id", "tx_time", "customer_id", "terminal_id", "amount", "fraud"]
+    raw = connection.connection.driver_connection
+    cursor = raw.cursor()
+    for start in range(0, len(frame), CHUNK):
+        chunk = frame.iloc[start : start + CHUNK][columns]
+        chunk.insert(0, "line", np.arange(start, start + len(chunk)))
+        if connection.dialect.name == "postgresql":
+            buffer = io.StringIO()
+            chunk.to_csv(buffer, index=False, header=False)
+            with cursor.copy("COPY import_staging FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(buffer.getvalue())
+        else:
+            cursor.executemany(
+                "INSERT INTO import_staging VALUES (?, ?, ?, ?, ?, ?, ?)",
+                chunk.itertuples(index=False, name=None),
+            )
+        progress(len(chunk))
+
+
+def _merge(connection, source_name: str) -> int:
+    statement = text(
+        "INSERT INTO transactions (external_id, tx_time, customer_id, terminal_id, amount, fraud, "
+        "source, created_at) "
+        "SELECT s.external_id, s.tx_time, s.customer_id, s.terminal_id, s.amount, "
+        "CASE s.fraud WHEN 1 THEN TRUE WHEN 0 THEN FALSE END, :source, :now "
+        "FROM import_staging s WHERE NOT EXISTS "
+        "(SELECT 1 FROM transactions t WHERE t.external_id = s.external_id) ORDER BY s.line"
+    ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+    return connection.execute(statement, {"source": source_name, "now": utcnow()}).rowcount
+
+
+def _insert_labels(connection, before: int) -> int:
+    statement = text(
+        "INSERT INTO labels (transaction_id, fraud, source, created_at) "
+        "SELECT t.id, t.fraud, 'import', :now FROM transactions t "
+        "JOIN import_staging s ON s.external_id = t.external_id "
+        "WHERE t.id > :before AND t.fraud IS NOT NULL"
+    ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+    return connection.execute(statement, {"before": before, "now": utcnow()}).rowcount
+
+
+def load_history() -> History:
+    """The whole history as numpy columns, in arrival order, labels as known now."""
+    rows = db.session.execute(
+        select(
+            Transaction.tx_time,
+            Transaction.customer_id,
+            Transaction.terminal_id,
+            Transaction.amount,
+            Transaction.fraud,
+        ).order_by(Transaction.id)
+    ).all()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 5
+    label = np.array([-1 if v is None else int(v) for v in columns[4]], dtype=np.int64)
+    return History(
+        time=np.array(columns[0], dtype=np.int64),
+        customer=np.array(columns[1], dtype=np.int64),
+        terminal=np.array(columns[2], dtype=np.int64),
+        amount=np.array(columns[3], dtype=float),
+        label=label,
+    )

@@ -1,0 +1,228 @@
+"""Scoring: a transaction → online features from the history → the serving model → stored prediction.
+
+The hot path runs two indexed range queries, numpy feature code and one booster call on one thread;
+contributions are computed only when an explanation is asked for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+from flask import current_app
+from sqlalchemy import Integer, bindparam, cast, func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..ml import features
+from ..ml.registry import LoadedModel
+from ..models import Prediction, Transaction
+
+MAX_ID = 2**31 - 1
+MAX_AMOUNT = 1_000_000.0
+
+
+class ModelUnavailable(Exception):
+    """No model version is serving."""
+
+
+class DuplicateTransaction(Exception):
+    """A transaction with this external id is already stored."""
+
+
+@dataclass(frozen=True)
+class TransactionIn:
+    """A validated transaction to score."""
+
+    tx_datetime: dt.datetime  # naive UTC
+    customer_id: int
+    terminal_id: int
+    amount: float
+    external_id: str | None = None
+
+    @property
+    def tx_time(self) -> int:
+        """Unix seconds."""
+        return int(self.tx_datetime.replace(tzinfo=dt.UTC).timestamp())
+
+
+@dataclass
+class Scored:
+    """The outcome of scoring one transaction."""
+
+    score: float
+    is_fraud: bool
+    threshold: float
+    model_version: str
+    features: dict[str, float]
+    explanation: list[dict] = field(default_factory=list)
+    id: int | None = None  # the stored prediction's id (None without consent)
+
+    def as_json(self, explain: bool) -> dict:
+        """The API representation."""
+        body = {
+            "id": self.id,
+            "score": self.score,
+            "is_fraud": self.is_fraud,
+            "threshold": self.threshold,
+            "model_version": self.model_version,
+            "stored": self.id is not None,
+        }
+        if explain:
+            body |= {"features": self.features, "explanation": self.explanation}
+        return body
+
+
+_CUSTOMER_ROWS = select(Transaction.tx_time, Transaction.amount).where(
+    Transaction.customer_id == bindparam("customer"),
+    Transaction.tx_time > bindparam("start"),
+    Transaction.tx_time <= bindparam("end"),
+)
+_TERMINAL_ROWS = select(
+    Transaction.tx_time, func.coalesce(cast(Transaction.fraud, Integer), 0)
+).where(
+    Transaction.terminal_id == bindparam("terminal"),
+    Transaction.tx_time > bindparam("start"),
+    Transaction.tx_time <= bindparam("end"),
+)
+
+
+def _rows(statement, **params) -> tuple[np.ndarray, np.ndarray]:
+    rows = db.session.execute(statement, params).all()
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0)
+    times, values = zip(*rows, strict=True)
+    return np.fromiter(times, np.int64, len(rows)), np.fromiter(values, np.float64, len(rows))
+
+
+def online_features(tx: TransactionIn) -> np.ndarray:
+    """The feature vector of a new transaction from the history stored before it."""
+    t = tx.tx_time
+    customer = _rows(
+        _CUSTOMER_ROWS,
+        customer=tx.customer_id,
+        start=t - features.CUSTOMER_LOOKBACK_DAYS * features.DAY,
+        end=t,
+    )
+    terminal = _rows(
+        _TERMINAL_ROWS,
+        terminal=tx.terminal_id,
+        start=t - features.TERMINAL_LOOKBACK_DAYS * features.DAY,
+        end=t - features.TERMINAL_DELAY_DAYS * features.DAY,
+    )
+    return features.features_for_one(t, tx.amount, customer, terminal)
+
+
+def features_of_stored(transaction: Transaction) -> np.ndarray:
+    """The features a stored transaction had when it arrived: only the history stored before it."""
+    t = transaction.tx_time
+    statement = _CUSTOMER_ROWS.where(Transaction.id < transaction.id)
+    customer = _rows(
+        statement,
+        customer=transaction.customer_id,
+        start=t - features.CUSTOMER_LOOKBACK_DAYS * features.DAY,
+        end=t,
+    )
+    terminal = _rows(
+        _TERMINAL_ROWS,
+        terminal=transaction.terminal_id,
+        start=t - features.TERMINAL_LOOKBACK_DAYS * features.DAY,
+        end=t - features.TERMINAL_DELAY_DAYS * features.DAY,
+    )
+    return features.features_for_one(t, transaction.amount, customer, terminal)
+
+
+def serving_model() -> LoadedModel:
+    """The model this process serves now."""
+    model = current_app.extensions["fraudapp.model"].get()
+    if model is None:
+        raise ModelUnavailable("no model is serving yet: run `flask init-demo` or `flask train`")
+    return model
+
+
+def explain(model: LoadedModel, row: np.ndarray, top: int) -> list[dict]:
+    """The features that moved this score most, in plain words."""
+    contributions = model.contributions(row)[:-1]
+    order = np.argsort(-np.abs(contributions))[:top]
+    return [
+        {
+            "feature": features.FEATURES[i],
+            "value": float(row[i]),
+            "contribution": float(contributions[i]),
+            "text": f"{features.DESCRIPTIONS[features.FEATURES[i]]} ({_format(row[i])}) "
+            f"{'raised' if contributions[i] > 0 else 'lowered'} the risk",
+        }
+        for i in order
+    ]
+
+
+def _format(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
+def score(tx: TransactionIn, consent: bool, want_explanation: bool = False) -> Scored:
+    """Score one transaction and, with consent, store it with its prediction; commits."""
+    result = _score_one(serving_model(), tx, consent, want_explanation)
+    _commit()
+    return result
+
+
+def score_batch(items: list[tuple[TransactionIn, bool]], want_explanation: bool) -> list[Scored]:
+    """Score transactions in order, each seeing the ones stored before it; one commit."""
+    model = serving_model()
+    results = [_score_one(model, tx, consent, want_explanation) for tx, consent in items]
+    _commit()
+    return results
+
+
+def _score_one(model: LoadedModel, tx: TransactionIn, consent: bool, want_explanation: bool):
+    row = online_features(tx)
+    probability = model.score(row)
+    result = Scored(
+        score=probability,
+        is_fraud=probability >= model.threshold,
+        threshold=model.threshold,
+        model_version=model.version,
+        features=dict(zip(features.FEATURES, row.tolist(), strict=True)),
+    )
+    if want_explanation:
+        result.explanation = explain(model, row, current_app.config["EXPLAIN_TOP"])
+    if consent:
+        result.id = _store(tx, result)
+    return result
+
+
+def _store(tx: TransactionIn, result: Scored) -> int:
+    if tx.external_id and db.session.scalar(
+        select(Transaction.id).where(Transaction.external_id == tx.external_id)
+    ):
+        db.session.rollback()
+        raise DuplicateTransaction(tx.external_id)
+    transaction = Transaction(
+        external_id=tx.external_id,
+        tx_time=tx.tx_time,
+        customer_id=tx.customer_id,
+        terminal_id=tx.terminal_id,
+        amount=tx.amount,
+        source="predict",
+    )
+    prediction = Prediction(
+        transaction=transaction,
+        score=result.score,
+        is_fraud=result.is_fraud,
+        threshold=result.threshold,
+        model_version=result.model_version,
+        features=result.features,
+    )
+    db.session.add(prediction)
+    db.session.flush()
+    return prediction.id
+
+
+def _commit() -> None:
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise DuplicateTransaction("transaction_id") from exc

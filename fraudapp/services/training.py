@@ -1,0 +1,65 @@
+"""Training a model on the stored history and publishing it to the registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+from flask import current_app
+
+from ..ml import features
+from ..ml.registry import Registry
+from ..ml.training import TrainingResult, Windows, run_protocol
+from .history import load_history
+
+
+def registry() -> Registry:
+    """The model registry of this app."""
+    return Registry(current_app.config["MODEL_DIR"])
+
+
+def latest_windows(train_days: int = 7, delay_days: int = 7, test_days: int = 7) -> Windows:
+    """Windows whose test period ends on the last day of the stored history."""
+    history_end = load_history().day.max()
+    first = int(history_end) - (train_days + delay_days + test_days) + 1
+    return Windows(
+        dt.date(1970, 1, 1) + dt.timedelta(days=first), train_days, delay_days, test_days
+    )
+
+
+def train_and_publish(
+    windows: Windows, promote: bool = False, params: dict | None = None
+) -> tuple[str, TrainingResult]:
+    """Train on the stored history, publish a registry version, and make it current if asked
+    (or if nothing serves yet)."""
+    history = load_history()
+    result = run_protocol(history, windows, params)
+    reg = registry()
+    version = reg.publish(result.booster, _metadata(result, history))
+    if promote or reg.current() is None:
+        reg.set_current(version)
+    return version, result
+
+
+def _metadata(result: TrainingResult, history) -> dict:
+    return {
+        "features": list(features.FEATURES),
+        "params": result.params,
+        "threshold": result.threshold,
+        "windows": result.windows.as_dict(),
+        "metrics": result.metrics,
+        "train_rows": result.train_rows,
+        "test_rows": result.test_rows,
+        "reference": result.reference,
+        "data_fingerprint": _fingerprint(history),
+    }
+
+
+def _fingerprint(history) -> dict:
+    return {
+        "rows": len(history),
+        "labelled": int(np.sum(history.label >= 0)),
+        "frauds": int(np.sum(history.label == 1)),
+        "first_time": int(history.time.min()) if len(history) else None,
+        "last_time": int(history.time.max()) if len(history) else None,
+    }
