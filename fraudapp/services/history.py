@@ -58,9 +58,15 @@ def read_transactions(source) -> pd.DataFrame:
         raise ImportRefused(f"unreadable CSV: {exc}") from exc
     except ValueError as exc:  # no columns at all
         raise ImportRefused(f"unreadable CSV: {exc}") from exc
+    return read_transactions_frame(frame)
+
+
+def read_transactions_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Check a DataFrame in the Handbook's columns (any dtypes) as a file's rows are checked."""
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ImportRefused(f"line 1: missing column(s) {', '.join(missing)}")
+    frame = frame[[c for c in REQUIRED + OPTIONAL if c in frame.columns]].astype(str)
     return _checked(frame)
 
 
@@ -112,10 +118,7 @@ def import_transactions(
 
 def import_handbook_frame(frame: pd.DataFrame, source_name: str) -> ImportResult:
     """Import a DataFrame in the Handbook's columns through the same checks as a file."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    buffer.seek(0)
-    return import_transactions(buffer, source_name=source_name)
+    return import_frame(read_transactions_frame(frame), source_name=source_name)
 
 
 def import_frame(frame: pd.DataFrame, progress=None, source_name: str = "import") -> ImportResult:

@@ -1,0 +1,49 @@
+# fraudapp — `make run` serves the demo on http://127.0.0.1:8000, `make test` runs the whole suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask --app fraudapp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 2
+
+.PHONY: run install test test-postgres lint format bench vendor clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(FLASK) db upgrade
+	$(FLASK) init-demo
+	$(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) --access-logfile - wsgi:app
+
+test: install
+	$(PY) -m pytest
+
+test-postgres: install
+	FRAUDAPP_DATABASE_URL=$${FRAUDAPP_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} $(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	$(PY) bench/predict.py
+	$(PY) bench/quality.py
+
+# Refresh the vendored front-end files from the npm registry (they are committed under static/).
+vendor:
+	cd $$(mktemp -d) && npm pack --silent bootstrap@5.3.9 && tar xzf bootstrap-5.3.9.tgz && \
+	cp package/dist/css/bootstrap.min.css package/dist/js/bootstrap.bundle.min.js package/LICENSE \
+	   $(CURDIR)/static/vendor/bootstrap/
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,135 @@
+"""Fixtures: an app on a temporary database and model dir, a small simulated history and a model.
+
+Set FRAUDAPP_DATABASE_URL to a PostgreSQL URL to run the whole suite on PostgreSQL; the default is a
+temporary SQLite file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from fraudapp import create_app
+from fraudapp.extensions import db
+from fraudapp.ml.simulate import simulate
+from fraudapp.services import history, tokens
+from fraudapp.services.training import latest_windows, train_and_publish
+
+HANDBOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "handbook"
+HANDBOOK_RAW = HANDBOOK / "transactions_raw_2018-04-01_to_2018-08-31.csv.gz"
+HANDBOOK_TRANSFORMED = HANDBOOK / "transactions_transformed_2018-04-01_to_2018-08-31.csv.gz"
+SIM_START = "2018-04-01"
+
+
+def handbook_file(path: Path) -> Path:
+    """The Handbook file, or a skip saying why it is missing."""
+    if not path.exists():
+        pytest.skip(f"Handbook data not found at {path} (../shared is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    """PostgreSQL when FRAUDAPP_DATABASE_URL says so, else a temporary SQLite file."""
+    return os.environ.get("FRAUDAPP_DATABASE_URL") or (
+        f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    )
+
+
+@pytest.fixture(scope="session")
+def simulated_frame():
+    """A small simulated Handbook-format history: 45 days from 2018-04-01."""
+    return simulate(n_customers=600, n_terminals=1200, start_date=SIM_START, n_days=45,
+                    random_state=1)
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory, database_url, simulated_frame) -> Path:
+    """A model directory holding one model trained on the simulated history."""
+    model_dir = tmp_path_factory.mktemp("registry")
+    app = _make_app(database_url, model_dir)
+    with app.app_context():
+        _reset_schema()
+        history.import_handbook_frame(simulated_frame, "simulate")
+        train_and_publish(latest_windows(), promote=True)
+        _empty_tables()
+        db.engine.dispose()
+    return model_dir
+
+
+def _make_app(database_url: str, model_dir: Path):
+    return create_app({
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "MODEL_DIR": str(model_dir),
+        "WTF_CSRF_ENABLED": False,
+        "MODEL_CHECK_INTERVAL": 0.0,
+    })
+
+
+def _reset_schema() -> None:
+    db.drop_all()
+    with db.engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    db.create_all()
+
+
+def _empty_tables() -> None:
+    db.session.remove()
+    with db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def app(database_url, trained_registry, tmp_path):
+    """An app on empty tables with its own copy of the trained registry."""
+    model_dir = tmp_path / "models"
+    shutil.copytree(trained_registry, model_dir)
+    app = _make_app(database_url, model_dir)
+    with app.app_context():
+        yield app
+        _empty_tables()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """A test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """A CLI runner."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def stored_history(app, simulated_frame):
+    """The simulated history imported into the database."""
+    history.import_handbook_frame(simulated_frame, "simulate")
+    return simulated_frame
+
+
+@pytest.fixture
+def token(app) -> str:
+    """A valid API token."""
+    return tokens.create_token("tests")
+
+
+@pytest.fixture
+def auth(token) -> dict:
+    """Authorization headers for the API."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def after_history(days: float = 1.0) -> str:
+    """An ISO datetime shortly after the simulated history ends."""
+    end = dt.datetime.fromisoformat(SIM_START) + dt.timedelta(days=45)
+    return (end + dt.timedelta(days=days) - dt.timedelta(hours=12)).isoformat()
