@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import sys
 
 import click
 from flask import Flask, current_app
@@ -25,7 +26,7 @@ def import_transactions_command(path: str) -> None:
     except history.ImportRefused as exc:
         raise click.ClickException(f"{path}: {exc}; nothing was imported") from exc
     with click.progressbar(
-        length=len(frame), label="Importing", file=click.get_text_stream("stderr")
+        length=len(frame), label="Importing", file=sys.stderr
     ) as bar:
         result = history.import_frame(frame, bar.update)
     click.echo(

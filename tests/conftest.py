@@ -33,6 +33,14 @@ def handbook_file(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def instance_path(tmp_path_factory) -> Path:
+    """A temporary instance folder, so tests never touch the repository's instance/."""
+    path = tmp_path_factory.mktemp("instance")
+    os.environ["FRAUDAPP_INSTANCE_PATH"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
     """PostgreSQL when FRAUDAPP_DATABASE_URL says so, else a temporary SQLite file."""
