@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy import event
 
 from . import config as settings
-from .extensions import csrf, db, migrate
+from .extensions import csrf, db, login_manager, migrate
 from .ml.registry import Registry, ServingModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +63,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), render_as_batch=True)
     csrf.init_app(app)
+    login_manager.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -94,10 +95,14 @@ def register_model(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     """Web pages and the JSON API."""
     from .api import bp as api_bp
+    from .auth import bp as auth_bp
+    from .feedback import bp as feedback_bp
     from .health import bp as health_bp
     from .predict import bp as predict_bp
 
     app.register_blueprint(predict_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(feedback_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(health_bp)
     csrf.exempt(api_bp)

@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from .ml.registry import RegistryError
 from .ml.simulate import simulate
 from .ml.training import Windows
-from .services import demo, history, tokens
+from .services import accounts, demo, history, tokens
 from .services.training import latest_windows, registry, train_and_publish
 
 
@@ -25,9 +25,7 @@ def import_transactions_command(path: str) -> None:
         frame = history.read_transactions(path)
     except history.ImportRefused as exc:
         raise click.ClickException(f"{path}: {exc}; nothing was imported") from exc
-    with click.progressbar(
-        length=len(frame), label="Importing", file=sys.stderr
-    ) as bar:
+    with click.progressbar(length=len(frame), label="Importing", file=sys.stderr) as bar:
         result = history.import_frame(frame, bar.update)
     click.echo(
         f"{result.rows} rows read, {result.inserted} added, {result.skipped} already "
@@ -171,6 +169,19 @@ def create_api_token_command(name: str) -> None:
     click.echo(token)
 
 
+@click.command("create-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["analyst", "admin"]), required=True)
+@click.password_option(help="The password (asked for when not given; at least 8 characters).")
+def create_user_command(name: str, role: str, password: str) -> None:
+    """Create a user who can log in as analyst or admin."""
+    try:
+        accounts.create_user(name, role, password)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created {role} {name}")
+
+
 @click.command("init-demo")
 def init_demo_command() -> None:
     """First run: secret key, demo history and a first model, each only where missing."""
@@ -182,6 +193,9 @@ def init_demo_command() -> None:
     version = demo.ensure_model()
     if version:
         click.echo(f"trained and serving model {version}")
+    password = accounts.ensure_demo_admin()
+    if password:
+        click.echo(f"created the demo admin — user: admin  password: {password}  (shown only once)")
     click.echo("demo ready")
 
 
@@ -193,6 +207,7 @@ def register_commands(app: Flask) -> None:
         train_command,
         models_group,
         create_api_token_command,
+        create_user_command,
         init_demo_command,
     ):
         app.cli.add_command(command)

@@ -1,16 +1,20 @@
-"""Database tables: the transaction history, its labels, predictions and API tokens."""
+"""Database tables: history, labels, predictions, users, tokens, audit events and counts."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String
+from flask_login import UserMixin
+from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 UtcDateTime = DateTime(timezone=True)
+LABEL_PRIORITY = {"import": 0, "feedback": 1, "analyst": 2}
+ROLES = ("analyst", "admin")
 
 
 def utcnow() -> dt.datetime:
@@ -34,6 +38,7 @@ class Transaction(db.Model):
     terminal_id: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[float]
     fraud: Mapped[bool | None]
+    label_source: Mapped[str | None] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
@@ -67,6 +72,7 @@ class Label(db.Model):
     )
     fraud: Mapped[bool]
     source: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     transaction: Mapped[Transaction] = relationship(back_populates="labels")
@@ -89,6 +95,7 @@ class Prediction(db.Model):
     threshold: Mapped[float]
     model_version: Mapped[str] = mapped_column(String(16), index=True)
     features: Mapped[dict] = mapped_column(JSON)
+    receipt_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
     transaction: Mapped[Transaction] = relationship()
@@ -109,3 +116,67 @@ class ApiToken(db.Model):
 
     def __repr__(self) -> str:
         return f"<ApiToken {self.name}>"
+
+
+class User(UserMixin, db.Model):
+    """A person who logs in: an analyst labels transactions, an admin also runs the system."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login
+        return self.active
+
+    def set_password(self, password: str) -> None:
+        """Store a salted hash of the password."""
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        """Whether the password matches the stored hash."""
+        return check_password_hash(self.password_hash, password)
+
+    def has_role(self, role: str) -> bool:
+        """Admins can do what analysts can."""
+        return self.role == role or self.role == "admin"
+
+    def __repr__(self) -> str:
+        return f"<User {self.username} ({self.role})>"
+
+
+class AuditEvent(db.Model):
+    """An append-only record of who did what, when, from where."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(120), index=True)
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target: Mapped[str | None] = mapped_column(String(120))
+    details: Mapped[dict | None] = mapped_column(JSON)
+    ip: Mapped[str | None] = mapped_column(String(45))
+
+    def __repr__(self) -> str:
+        return f"<AuditEvent {self.action} by {self.actor}>"
+
+
+class DailyCount(db.Model):
+    """Anonymous prediction counts per day, model version and decision — consented or not."""
+
+    __tablename__ = "daily_counts"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    is_fraud: Mapped[bool] = mapped_column(primary_key=True)
+    consented: Mapped[bool] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    def __repr__(self) -> str:
+        return f"<DailyCount {self.day} {self.model_version} fraud={self.is_fraud}: {self.count}>"

@@ -141,3 +141,27 @@ def after_history(days: float = 1.0) -> str:
     """An ISO datetime shortly after the simulated history ends."""
     end = dt.datetime.fromisoformat(SIM_START) + dt.timedelta(days=45)
     return (end + dt.timedelta(days=days) - dt.timedelta(hours=12)).isoformat()
+
+
+@pytest.fixture
+def users(app) -> dict:
+    """An analyst and an admin (password "password-123")."""
+    from fraudapp.services import accounts
+
+    return {role: accounts.create_user(role, role, "password-123").username
+            for role in ("analyst", "admin")}
+
+
+def login(client, username: str, password: str = "password-123", next_url: str = ""):
+    """Log a test client in."""
+    return client.post(f"/login?next={next_url}" if next_url else "/login",
+                       data={"username": username, "password": password})
+
+
+def predict(client, auth, **overrides) -> dict:
+    """Score one consented transaction through the API; the response body."""
+    body = {"tx_datetime": after_history(), "customer_id": 12, "terminal_id": 40, "amount": 42.5,
+            "consent": True} | overrides
+    response = client.post("/api/v1/predictions", json=body, headers=auth)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from ..services.scoring import MAX_AMOUNT, MAX_ID, TransactionIn
 
@@ -51,6 +51,19 @@ class BatchBody(BaseModel):
     """Up to 1,000 transactions, scored in order."""
 
     transactions: Annotated[list[TransactionBody], Field(min_length=1, max_length=1000)]
+
+
+class FeedbackBody(BaseModel):
+    """Feedback on a prediction: whether it was correct, or the true label — one of the two."""
+
+    correct: StrictBool | None = None
+    label: Literal["fraud", "genuine"] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.correct is None) == (self.label is None):
+            raise ValueError("give either correct (true/false) or label (fraud/genuine)")
+        return self
 
 
 def parse(model: type[BaseModel], body) -> BaseModel:

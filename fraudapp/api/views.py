@@ -6,9 +6,9 @@ from functools import wraps
 
 from flask import g, jsonify, request
 
-from ..services import scoring, tokens
+from ..services import labels, scoring, tokens
 from . import bp
-from .schemas import BadRequest, BatchBody, TransactionBody, parse
+from .schemas import BadRequest, BatchBody, FeedbackBody, TransactionBody, parse
 
 
 def token_required(view):
@@ -62,6 +62,26 @@ def create_predictions():
         return jsonify({"predictions": [r.as_json(explain) for r in results]}), 201
     tx, consent = parse(TransactionBody, body).to_input()
     return jsonify(scoring.score(tx, consent, explain).as_json(explain)), 201
+
+
+@bp.post("/predictions/<int:prediction_id>/feedback")
+@token_required
+def prediction_feedback(prediction_id: int):
+    """`{"correct": bool}` or `{"label": "fraud"|"genuine"}` on a stored prediction."""
+    body = parse(FeedbackBody, request.get_json(force=True, silent=True))
+    try:
+        label = labels.give_feedback(
+            prediction_id, f"api:{g.api_token.name}", body.correct, body.label
+        )
+    except labels.NotFound:
+        return jsonify({"error": "Not Found", "message": "no stored prediction has this id"}), 404
+    return jsonify(
+        {
+            "prediction_id": prediction_id,
+            "label": "fraud" if label.fraud else "genuine",
+            "source": label.source,
+        }
+    ), 201
 
 
 @bp.get("/model")

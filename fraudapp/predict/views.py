@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import redirect, render_template, session, url_for
 
+from ..feedback.forms import FeedbackForm
 from ..services import scoring
 from . import bp
 from .forms import TransactionForm
@@ -23,7 +24,7 @@ def index():
             "is_fraud": result.is_fraud,
             "threshold": result.threshold,
             "model_version": result.model_version,
-            "id": result.id,
+            "receipt": result.receipt,
             "reasons": [(r["text"], r["contribution"] > 0) for r in result.explanation],
         }
         return redirect(url_for("predict.result"))
@@ -36,4 +37,4 @@ def result():
     data = session.get("result")
     if data is None:
         return redirect(url_for("predict.index"))
-    return render_template("predict/result.html", result=data)
+    return render_template("predict/result.html", result=data, feedback_form=FeedbackForm())

@@ -173,9 +173,10 @@ def _load_staging(connection, frame: pd.DataFrame, progress) -> None:
 def _merge(connection, source_name: str) -> int:
     statement = text(
         "INSERT INTO transactions (external_id, tx_time, customer_id, terminal_id, amount, fraud, "
-        "source, created_at) "
+        "label_source, source, created_at) "
         "SELECT s.external_id, s.tx_time, s.customer_id, s.terminal_id, s.amount, "
-        "CASE s.fraud WHEN 1 THEN TRUE WHEN 0 THEN FALSE END, :source, :now "
+        "CASE s.fraud WHEN 1 THEN TRUE WHEN 0 THEN FALSE END, "
+        "CASE WHEN s.fraud >= 0 THEN 'import' END, :source, :now "
         "FROM import_staging s WHERE NOT EXISTS "
         "(SELECT 1 FROM transactions t WHERE t.external_id = s.external_id) ORDER BY s.line"
     ).bindparams(bindparam("now", type_=DateTime(timezone=True)))

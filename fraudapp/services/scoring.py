@@ -7,17 +7,21 @@ contributions are computed only when an explanation is asked for.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 from flask import current_app
 from sqlalchemy import Integer, bindparam, cast, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..ml import features
 from ..ml.registry import LoadedModel
-from ..models import Prediction, Transaction
+from ..models import DailyCount, Prediction, Transaction
+from .labels import new_receipt
 
 MAX_ID = 2**31 - 1
 MAX_AMOUNT = 1_000_000.0
@@ -58,6 +62,7 @@ class Scored:
     features: dict[str, float]
     explanation: list[dict] = field(default_factory=list)
     id: int | None = None  # the stored prediction's id (None without consent)
+    receipt: str | None = None  # the code that lets the person see or delete what is stored
 
     def as_json(self, explain: bool) -> dict:
         """The API representation."""
@@ -68,6 +73,7 @@ class Scored:
             "threshold": self.threshold,
             "model_version": self.model_version,
             "stored": self.id is not None,
+            "receipt": self.receipt,
         }
         if explain:
             body |= {"features": self.features, "explanation": self.explanation}
@@ -163,17 +169,36 @@ def _format(value: float) -> str:
 
 def score(tx: TransactionIn, consent: bool, want_explanation: bool = False) -> Scored:
     """Score one transaction and, with consent, store it with its prediction; commits."""
-    result = _score_one(serving_model(), tx, consent, want_explanation)
-    _commit()
-    return result
+    return score_batch([(tx, consent)], want_explanation)[0]
 
 
 def score_batch(items: list[tuple[TransactionIn, bool]], want_explanation: bool) -> list[Scored]:
     """Score transactions in order, each seeing the ones stored before it; one commit."""
     model = serving_model()
     results = [_score_one(model, tx, consent, want_explanation) for tx, consent in items]
+    _count_predictions(results)
     _commit()
     return results
+
+
+def _count_predictions(results: list[Scored]) -> None:
+    """Add the anonymous daily counts (they outlive any deletion)."""
+    day = dt.datetime.now(dt.UTC).date()
+    keys = Counter((r.model_version, r.is_fraud, r.id is not None) for r in results)
+    table = DailyCount.__table__
+    insert = (
+        postgresql_insert if db.session.get_bind().dialect.name == "postgresql" else (sqlite_insert)
+    )
+    for (version, is_fraud, consented), n in keys.items():
+        statement = insert(table).values(
+            day=day, model_version=version, is_fraud=is_fraud, consented=consented, count=n
+        )
+        db.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["day", "model_version", "is_fraud", "consented"],
+                set_={"count": table.c.count + n},
+            )
+        )
 
 
 def _score_one(model: LoadedModel, tx: TransactionIn, consent: bool, want_explanation: bool):
@@ -189,11 +214,11 @@ def _score_one(model: LoadedModel, tx: TransactionIn, consent: bool, want_explan
     if want_explanation:
         result.explanation = explain(model, row, current_app.config["EXPLAIN_TOP"])
     if consent:
-        result.id = _store(tx, result)
+        result.id, result.receipt = _store(tx, result)
     return result
 
 
-def _store(tx: TransactionIn, result: Scored) -> int:
+def _store(tx: TransactionIn, result: Scored) -> tuple[int, str]:
     if tx.external_id and db.session.scalar(
         select(Transaction.id).where(Transaction.external_id == tx.external_id)
     ):
@@ -207,6 +232,7 @@ def _store(tx: TransactionIn, result: Scored) -> int:
         amount=tx.amount,
         source="predict",
     )
+    receipt, receipt_hash = new_receipt()
     prediction = Prediction(
         transaction=transaction,
         score=result.score,
@@ -214,10 +240,11 @@ def _store(tx: TransactionIn, result: Scored) -> int:
         threshold=result.threshold,
         model_version=result.model_version,
         features=result.features,
+        receipt_hash=receipt_hash,
     )
     db.session.add(prediction)
     db.session.flush()
-    return prediction.id
+    return prediction.id, receipt
 
 
 def _commit() -> None:
