@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from .ml.registry import RegistryError
 from .ml.simulate import simulate
 from .ml.training import Windows
-from .services import accounts, demo, history, tokens
+from .services import accounts, demo, history, monitoring, tokens
 from .services.training import latest_windows, registry, train_and_publish
 
 
@@ -182,6 +182,44 @@ def create_user_command(name: str, role: str, password: str) -> None:
     click.echo(f"created {role} {name}")
 
 
+@click.command("monitor")
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Last day of the window (default: today, UTC).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+def monitor_command(as_of, as_json: bool) -> None:
+    """Compute the figures, evaluate the alert rules, store a snapshot; exit 1 on an alert."""
+    snapshot = monitoring.check(as_of.date() if as_of else None)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "id": snapshot.id,
+                    "model_version": snapshot.model_version,
+                    "figures": snapshot.figures,
+                    "alerts": snapshot.alerts,
+                    "deliveries": snapshot.deliveries,
+                }
+            )
+        )
+    else:
+        figures = snapshot.figures
+        click.echo(
+            f"model {snapshot.model_version}, {figures['start']} .. {figures['end']}: "
+            f"{figures['predictions']} predictions, {figures['labelled']} labelled, "
+            f"F1 {_num(figures['f1'])} precision {_num(figures['precision'])} "
+            f"recall {_num(figures['recall'])} at threshold {figures['threshold']:.3f}"
+        )
+        for alert in snapshot.alerts:
+            click.echo(f"ALERT {alert['rule']}: {alert['message']} — {alert['suggestion']}")
+        if not snapshot.alerts:
+            click.echo("no alert")
+    sys.exit(1 if snapshot.alerts else 0)
+
+
 @click.command("init-demo")
 def init_demo_command() -> None:
     """First run: secret key, demo history and a first model, each only where missing."""
@@ -193,6 +231,9 @@ def init_demo_command() -> None:
     version = demo.ensure_model()
     if version:
         click.echo(f"trained and serving model {version}")
+    scored = demo.ensure_predictions()
+    if scored:
+        click.echo(f"scored the last two weeks of demo history ({scored} predictions)")
     password = accounts.ensure_demo_admin()
     if password:
         click.echo(f"created the demo admin — user: admin  password: {password}  (shown only once)")
@@ -208,6 +249,7 @@ def register_commands(app: Flask) -> None:
         models_group,
         create_api_token_command,
         create_user_command,
+        monitor_command,
         init_demo_command,
     ):
         app.cli.add_command(command)

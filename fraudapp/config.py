@@ -23,6 +23,15 @@ class Defaults:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
     PERMANENT_SESSION_LIFETIME = 8 * 3600
+    MONITOR_CARD_SCORE_FLOOR = 0.01  # customers scoring below this are left out of card precision
+    ALERT_WINDOW_DAYS = 14  # the rules below look at the last N days
+    ALERT_F1_BELOW = 0.5  # ... F1 below this, when at least ALERT_MIN_LABELS labels exist
+    ALERT_MIN_LABELS = 30
+    ALERT_PSI_ABOVE = 0.25  # ... any feature's or the score's PSI above this
+    ALERT_COVERAGE_BELOW = 0.05  # ... share of stored predictions with a label below this
+    DRIFT_MIN_SAMPLES = 100  # fewer recent predictions than this: no PSI
+    ALERT_WEBHOOK_URLS: list[str] = []  # signed POSTs of new alerts
+    WEBHOOK_SECRET = None  # signs outgoing and verifies incoming webhooks
     DEMO_CUSTOMERS = 600
     DEMO_TERMINALS = 1200
     DEMO_DAYS = 90

@@ -180,3 +180,33 @@ class DailyCount(db.Model):
 
     def __repr__(self) -> str:
         return f"<DailyCount {self.day} {self.model_version} fraud={self.is_fraud}: {self.count}>"
+
+
+class ModelSetting(db.Model):
+    """An admin's decision threshold for a model version, overriding the one chosen in training."""
+
+    __tablename__ = "model_settings"
+
+    model_version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    threshold: Mapped[float]
+    updated_by: Mapped[str] = mapped_column(String(120))
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<ModelSetting {self.model_version} threshold={self.threshold}>"
+
+
+class MonitoringSnapshot(db.Model):
+    """One run of `flask monitor`: the figures it computed and the alerts it raised."""
+
+    __tablename__ = "monitoring_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    model_version: Mapped[str | None] = mapped_column(String(16))
+    figures: Mapped[dict] = mapped_column(JSON)
+    alerts: Mapped[list] = mapped_column(JSON)
+    deliveries: Mapped[list | None] = mapped_column(JSON)
+
+    def __repr__(self) -> str:
+        return f"<MonitoringSnapshot {self.id} alerts={len(self.alerts)}>"

@@ -6,13 +6,18 @@ import datetime as dt
 import secrets
 from pathlib import Path
 
+from collections import Counter
+
+import numpy as np
+import pandas as pd
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from ..extensions import db
+from ..ml.features import FEATURES, TERMINAL_DELAY_DAYS
 from ..ml.simulate import simulate
-from ..models import Transaction
-from .history import import_handbook_frame
+from ..models import DailyCount, Prediction, Transaction
+from .history import import_handbook_frame, load_history
 from .training import latest_windows, registry, train_and_publish
 
 
@@ -28,7 +33,10 @@ def ensure_secret_key(instance_path: str) -> bool:
 
 
 def ensure_history() -> int:
-    """Simulate and import demo history ending yesterday when the history is empty; rows added."""
+    """Simulate and import demo history ending yesterday when the history is empty; rows added.
+
+    As in real life, the last week's labels are not known yet.
+    """
     if db.session.scalar(select(func.count()).select_from(Transaction)):
         return 0
     config = current_app.config
@@ -41,6 +49,10 @@ def ensure_history() -> int:
         random_state=7,
     )
     frame["TRANSACTION_ID"] = "demo-" + frame["TRANSACTION_ID"].astype(str)
+    unknown_yet = frame["TX_DATETIME"] >= frame["TX_DATETIME"].max() - pd.Timedelta(
+        days=TERMINAL_DELAY_DAYS
+    )
+    frame["TX_FRAUD"] = frame["TX_FRAUD"].astype(str).where(~unknown_yet, "")
     return import_handbook_frame(frame, source_name="simulate").inserted
 
 
@@ -50,3 +62,48 @@ def ensure_model() -> str | None:
         return None
     version, _ = train_and_publish(latest_windows(), promote=True)
     return version
+
+
+def ensure_predictions(days: int = 14) -> int:
+    """Score the last `days` of demo history as if they had been submitted live, when no
+    prediction is stored yet, so that the review queue and the dashboard have something to show."""
+    if db.session.scalar(select(func.count()).select_from(Prediction)):
+        return 0
+    reg = registry()
+    model = reg.load(reg.current())
+    history = load_history()
+    ids = np.array(db.session.scalars(select(Transaction.id).order_by(Transaction.id)).all())
+    recent = np.flatnonzero(history.day > history.day.max() - days)
+    x = history.features()[recent]
+    scores = model.score_many(x)
+    db.session.execute(
+        insert(Prediction),
+        [
+            {
+                "transaction_id": int(ids[i]),
+                "score": float(score),
+                "is_fraud": bool(score >= model.threshold),
+                "threshold": model.threshold,
+                "model_version": model.version,
+                "features": dict(zip(FEATURES, row.tolist(), strict=True)),
+                "created_at": dt.datetime.fromtimestamp(int(history.time[i]), dt.UTC),
+            }
+            for i, score, row in zip(recent, scores, x, strict=True)
+        ],
+    )
+    _count_days(history.day[recent], scores >= model.threshold, model.version)
+    db.session.commit()
+    return len(recent)
+
+
+def _count_days(days: np.ndarray, flagged: np.ndarray, version: str) -> None:
+    for (day, fraud), count in Counter(zip(days.tolist(), flagged.tolist(), strict=True)).items():
+        db.session.add(
+            DailyCount(
+                day=dt.date(1970, 1, 1) + dt.timedelta(days=day),
+                model_version=version,
+                is_fraud=fraud,
+                consented=True,
+                count=count,
+            )
+        )

@@ -119,7 +119,8 @@ def _load_version(model_dir: str, version: str) -> LoadedModel | None:
 
 
 def coverage(days: int = 30) -> list[dict]:
-    """Per day and model version: stored predictions, labelled ones, label sources, median delay."""
+    """Per day and model version: stored predictions, labelled ones by label source, and the median
+    delay from prediction to the first feedback or analyst label."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     day = func.date(Prediction.created_at).label("day")
     rows = db.session.execute(
@@ -154,13 +155,14 @@ def _summarise(rows) -> list[dict]:
                 "model_version": version,
                 "predictions": 0,
                 "labelled": 0,
+                "import": 0,
                 "feedback": 0,
                 "analyst": 0,
                 "delays": [],
             },
         )
         group["predictions"] += 1
-        if source in ("feedback", "analyst"):
+        if source is not None:
             group["labelled"] += 1
             group[source] += 1
         if first_label is not None:

@@ -19,8 +19,12 @@ def registry() -> Registry:
 
 
 def latest_windows(train_days: int = 7, delay_days: int = 7, test_days: int = 7) -> Windows:
-    """Windows whose test period ends on the last day of the stored history."""
-    history_end = load_history().day.max()
+    """Windows whose test period ends on the last day of the stored history that has labels."""
+    history = load_history()
+    labelled_days = history.day[history.label >= 0]
+    if len(labelled_days) == 0:
+        raise ValueError("no labelled transactions to train on")
+    history_end = labelled_days.max()
     first = int(history_end) - (train_days + delay_days + test_days) + 1
     return Windows(
         dt.date(1970, 1, 1) + dt.timedelta(days=first), train_days, delay_days, test_days

@@ -1,0 +1,493 @@
+"""Monitoring from the labels known now: performance over time, drift, alerts, thresholds.
+
+Everything large is aggregated in SQL — confusion counts with SUM(CASE ...), scores as a 1,000-bin
+histogram per period — and finished in numpy, so a dashboard over months of predictions reads a
+few thousand rows, not one per prediction. Periods follow the transactions' own time (`tx_time`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from flask import current_app
+from sqlalchemy import Integer, and_, case, cast, func, select
+
+from ..extensions import db
+from ..ml import features
+from ..ml.features import DAY
+from ..models import DailyCount, ModelSetting, MonitoringSnapshot, Prediction, Transaction
+from . import audit
+
+BINS = 1000
+PSI_BANDS = ((0.1, "stable"), (0.25, "watch"), (math.inf, "act"))
+
+
+@dataclass(frozen=True)
+class Period:
+    """A stretch of transaction days, cut into days or weeks, optionally one model version."""
+
+    start: dt.date
+    end: dt.date  # inclusive
+    granularity: str = "day"  # or "week"
+    model_version: str | None = None
+
+    @property
+    def first_day(self) -> int:
+        """Epoch day number of the start."""
+        return (self.start - dt.date(1970, 1, 1)).days
+
+    @property
+    def last_day(self) -> int:
+        """Epoch day number of the end."""
+        return (self.end - dt.date(1970, 1, 1)).days
+
+    def bucket_start(self, bucket: int) -> dt.date:
+        """The first day of a bucket number."""
+        days = bucket * 7 - 3 if self.granularity == "week" else bucket
+        return dt.date(1970, 1, 1) + dt.timedelta(days=int(days))
+
+
+def _day():
+    return Transaction.tx_time // DAY
+
+
+def _bucket(period: Period):
+    return (_day() + 3) // 7 if period.granularity == "week" else _day()
+
+
+def _score_bin(bins: int):
+    """floor(score · bins), capped at bins − 1 (SQLite's CAST truncates, PostgreSQL's rounds)."""
+    scaled = Prediction.score * (bins - 1e-9)
+    if db.session.get_bind().dialect.name == "postgresql":
+        scaled = func.floor(scaled)
+    return cast(scaled, Integer)
+
+
+def _where(period: Period) -> list:
+    conditions = [
+        Transaction.tx_time >= period.first_day * DAY,
+        Transaction.tx_time < (period.last_day + 1) * DAY,
+    ]
+    if period.model_version:
+        conditions.append(Prediction.model_version == period.model_version)
+    return conditions
+
+
+def history_range() -> tuple[dt.date, dt.date] | None:
+    """The first and last transaction day that has a stored prediction."""
+    low, high = db.session.execute(
+        select(func.min(Transaction.tx_time), func.max(Transaction.tx_time))
+        .select_from(Prediction)
+        .join(Prediction.transaction)
+    ).one()
+    if low is None:
+        return None
+    return (
+        dt.date(1970, 1, 1) + dt.timedelta(days=low // DAY),
+        dt.date(1970, 1, 1) + dt.timedelta(days=high // DAY),
+    )
+
+
+def serving_threshold(version: str, trained_threshold: float) -> float:
+    """The admin's threshold for a version if one was set, else the one chosen in training."""
+    value = db.session.scalar(
+        select(ModelSetting.threshold).where(ModelSetting.model_version == version)
+    )
+    return trained_threshold if value is None else value
+
+
+def set_threshold(version: str, threshold: float, user: str) -> None:
+    """Set the serving threshold of a version; audited; every worker uses it within a second."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError("the threshold must be between 0 and 1")
+    setting = db.session.get(ModelSetting, version)
+    old = setting.threshold if setting else None
+    if setting is None:
+        setting = ModelSetting(model_version=version, threshold=threshold, updated_by=user)
+        db.session.add(setting)
+    setting.threshold, setting.updated_by = threshold, user
+    audit.record("threshold.changed", target=version, details={"from": old, "to": threshold})
+    db.session.commit()
+
+
+def performance(period: Period, threshold: float, k: int = 100) -> list[dict]:
+    """Per period bucket and model version: volume, labels and metrics at the threshold."""
+    bucket = _bucket(period).label("bucket")
+    fraud = Transaction.fraud
+    flagged = Prediction.score >= threshold
+    rows = db.session.execute(
+        select(
+            bucket,
+            Prediction.model_version,
+            func.count(),
+            func.count(fraud),
+            func.sum(case((and_(flagged, fraud.is_(True)), 1), else_=0)),
+            func.sum(case((and_(flagged, fraud.is_(False)), 1), else_=0)),
+            func.sum(case((and_(~flagged, fraud.is_(True)), 1), else_=0)),
+            func.sum(case((and_(~flagged, fraud.is_(False)), 1), else_=0)),
+        )
+        .select_from(Prediction)
+        .join(Prediction.transaction)
+        .where(*_where(period))
+        .group_by(bucket, Prediction.model_version)
+        .order_by(bucket, Prediction.model_version)
+    ).all()
+    aps = _average_precision(period)
+    cards = _card_precision(period, k)
+    return [
+        _figures(period, row, aps.get((row[0], row[1])), cards.get((row[0], row[1])))
+        for row in rows
+    ]
+
+
+def _figures(period: Period, row, ap, card_precision) -> dict:
+    bucket, version, predictions, labelled, tp, fp, fn, tn = row
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision and recall
+        else (0.0 if precision == 0 or recall == 0 else None)
+    )
+    return {
+        "period": period.bucket_start(bucket).isoformat(),
+        "model_version": version,
+        "predictions": predictions,
+        "labelled": labelled,
+        "coverage": labelled / predictions if predictions else None,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "ap": ap,
+        "card_precision": card_precision,
+    }
+
+
+def _histogram(period: Period, labelled_only: bool = True):
+    """(bucket, version, bin, frauds, count) rows of the score histogram."""
+    bucket = _bucket(period).label("bucket")
+    score_bin = _score_bin(BINS).label("bin")
+    conditions = _where(period) + ([Transaction.fraud.is_not(None)] if labelled_only else [])
+    return db.session.execute(
+        select(
+            bucket,
+            Prediction.model_version,
+            score_bin,
+            func.sum(case((Transaction.fraud.is_(True), 1), else_=0)),
+            func.count(),
+        )
+        .select_from(Prediction)
+        .join(Prediction.transaction)
+        .where(*conditions)
+        .group_by(bucket, Prediction.model_version, score_bin)
+    ).all()
+
+
+def _average_precision(period: Period) -> dict:
+    groups: dict[tuple, list] = {}
+    for bucket, version, score_bin, frauds, count in _histogram(period):
+        groups.setdefault((bucket, version), []).append((score_bin, frauds, count))
+    return {key: ap_from_bins(rows) for key, rows in groups.items()}
+
+
+def ap_from_bins(rows) -> float | None:
+    """Average precision from (bin, frauds, count) rows, bins ranked high to low (ties per bin)."""
+    rows = sorted(rows, key=lambda r: -r[0])
+    frauds = np.array([r[1] for r in rows], dtype=float)
+    counts = np.array([r[2] for r in rows], dtype=float)
+    if frauds.sum() == 0:
+        return None
+    precision = np.cumsum(frauds) / np.cumsum(counts)
+    return float(np.sum(precision * frauds) / frauds.sum())
+
+
+def _card_precision(period: Period, k: int) -> dict:
+    """Per bucket and version: the daily share of frauds among the k customers scored highest
+    (each customer by their best score that day), averaged over the bucket's days."""
+    day = _day().label("day")
+    bucket = _bucket(period).label("bucket")
+    best = (
+        select(
+            bucket,
+            day,
+            Prediction.model_version.label("version"),
+            func.max(Prediction.score).label("score"),
+            func.max(case((Transaction.fraud.is_(True), 1), else_=0)).label("fraud"),
+        )
+        .select_from(Prediction)
+        .join(Prediction.transaction)
+        .where(*_where(period), Prediction.score >= _card_floor())
+        .group_by(bucket, day, Prediction.model_version, Transaction.customer_id)
+    ).subquery()
+    rank = (
+        func.row_number()
+        .over(partition_by=(best.c.day, best.c.version), order_by=best.c.score.desc())
+        .label("rank")
+    )
+    ranked = select(best.c.bucket, best.c.day, best.c.version, best.c.fraud, rank).subquery()
+    rows = db.session.execute(
+        select(ranked.c.bucket, ranked.c.version, ranked.c.day, func.sum(ranked.c.fraud))
+        .where(ranked.c.rank <= k)
+        .group_by(ranked.c.bucket, ranked.c.version, ranked.c.day)
+    ).all()
+    per_bucket: dict[tuple, list] = {}
+    for bucket_, version, _, hits in rows:
+        per_bucket.setdefault((bucket_, version), []).append(hits / k)
+    return {key: float(np.mean(values)) for key, values in per_bucket.items()}
+
+
+def _card_floor() -> float:
+    """Scores below this cannot reach a day's top k in practice; skipping them keeps it fast."""
+    return current_app.config["MONITOR_CARD_SCORE_FLOOR"]
+
+
+def score_distribution(period: Period, bins: int = 20) -> dict:
+    """Counts of scores in `bins` equal bins, by label (fraud, genuine, unlabelled)."""
+    bucket = _score_bin(bins).label("bin")
+    label = case(
+        (Transaction.fraud.is_(True), "fraud"),
+        (Transaction.fraud.is_(False), "genuine"),
+        else_="unlabelled",
+    ).label("label")
+    rows = db.session.execute(
+        select(bucket, label, func.count())
+        .select_from(Prediction)
+        .join(Prediction.transaction)
+        .where(*_where(period))
+        .group_by(bucket, label)
+    ).all()
+    counts = {name: [0] * bins for name in ("fraud", "genuine", "unlabelled")}
+    for score_bin, name, count in rows:
+        counts[name][min(int(score_bin), bins - 1)] += count
+    return {"edges": [i / bins for i in range(bins + 1)], **counts}
+
+
+def daily_volume(period: Period) -> list[dict]:
+    """Every prediction made per day (consented or not), from the anonymous counts."""
+    rows = db.session.execute(
+        select(
+            DailyCount.day,
+            func.sum(DailyCount.count),
+            func.sum(case((DailyCount.consented.is_(True), DailyCount.count), else_=0)),
+        )
+        .where(DailyCount.day >= period.start, DailyCount.day <= period.end)
+        .group_by(DailyCount.day)
+        .order_by(DailyCount.day)
+    ).all()
+    return [
+        {"day": str(day), "scored": int(total), "stored": int(stored)}
+        for day, total, stored in rows
+    ]
+
+
+def threshold_curve(period: Period, target_precision: float = 0.8) -> dict:
+    """Precision, recall and F1 against the threshold on the period's labelled predictions,
+    with the F1-optimal threshold and the lowest one reaching the target precision."""
+    frauds = np.zeros(BINS)
+    counts = np.zeros(BINS)
+    for _, _, score_bin, fraud_count, count in _histogram(period):
+        frauds[min(int(score_bin), BINS - 1)] += fraud_count
+        counts[min(int(score_bin), BINS - 1)] += count
+    tp = np.cumsum(frauds[::-1])[::-1]  # flagged frauds at threshold = bin / BINS
+    flagged = np.cumsum(counts[::-1])[::-1]
+    total_frauds = frauds.sum()
+    thresholds = np.arange(BINS) / BINS
+    precision = np.divide(tp, flagged, out=np.zeros(BINS), where=flagged > 0)
+    recall = tp / total_frauds if total_frauds else np.zeros(BINS)
+    f1 = np.divide(
+        2 * precision * recall,
+        precision + recall,
+        out=np.zeros(BINS),
+        where=(precision + recall) > 0,
+    )
+    step = BINS // 100
+    reaching = np.flatnonzero((precision >= target_precision) & (flagged > 0))
+    return {
+        "labelled": int(counts.sum()),
+        "frauds": int(total_frauds),
+        "thresholds": thresholds[::step].tolist(),
+        "precision": precision[::step].tolist(),
+        "recall": recall[::step].tolist(),
+        "f1": f1[::step].tolist(),
+        "best_f1": {"threshold": float(thresholds[int(np.argmax(f1))]), "f1": float(f1.max())}
+        if total_frauds
+        else None,
+        "target_precision": target_precision,
+        "precision_target": {
+            "threshold": float(thresholds[reaching[0]]),
+            "recall": float(recall[reaching[0]]),
+        }
+        if len(reaching)
+        else None,
+    }
+
+
+def psi(reference: dict, values: np.ndarray) -> float | None:
+    """Population stability index of values against a reference {edges, shares}."""
+    if len(values) == 0:
+        return None
+    edges = np.asarray(reference["edges"], dtype=float)
+    expected = np.asarray(reference["shares"], dtype=float)
+    inner = edges[1:-1]
+    observed = np.bincount(np.searchsorted(inner, values, side="right"), minlength=len(expected))[
+        : len(expected)
+    ] / len(values)
+    expected, observed = np.clip(expected, 1e-4, None), np.clip(observed, 1e-4, None)
+    return float(np.sum((observed - expected) * np.log(observed / expected)))
+
+
+def band(value: float | None) -> str | None:
+    """stable (< 0.1), watch (0.1-0.25) or act (> 0.25)."""
+    if value is None:
+        return None
+    return next(name for limit, name in PSI_BANDS if value < limit)
+
+
+def drift(meta: dict, days: int) -> list[dict]:
+    """PSI per feature and for the score: the version's recent predictions against its reference."""
+    reference = meta.get("reference") or {}
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    rows = db.session.execute(
+        select(Prediction.features, Prediction.score).where(
+            Prediction.model_version == meta["version"], Prediction.created_at >= since
+        )
+    ).all()
+    columns = {
+        name: np.array([r[0].get(name, np.nan) for r in rows], dtype=float)
+        for name in features.FEATURES
+    }
+    columns["score"] = np.array([r[1] for r in rows], dtype=float)
+    result = []
+    for name, values in columns.items():
+        if name in reference:
+            values = values[~np.isnan(values)]
+            enough = len(values) >= current_app.config["DRIFT_MIN_SAMPLES"]
+            value = psi(reference[name], values) if enough else None
+            result.append({"feature": name, "psi": value, "band": band(value), "n": len(values)})
+    return result
+
+
+def latest_snapshots(limit: int = 20) -> list[MonitoringSnapshot]:
+    """The most recent monitoring snapshots."""
+    return list(
+        db.session.scalars(
+            select(MonitoringSnapshot).order_by(MonitoringSnapshot.id.desc()).limit(limit)
+        )
+    )
+
+
+def check(as_of: dt.date | None = None) -> MonitoringSnapshot:
+    """Compute the figures of the last window, evaluate the alert rules, store a snapshot, and
+    post newly raised alerts to the configured webhooks; commits."""
+    from .scoring import serving_model
+
+    config = current_app.config
+    model = serving_model()
+    threshold = serving_threshold(model.version, model.threshold)
+    end = as_of or dt.datetime.now(dt.UTC).date()
+    period = Period(
+        end - dt.timedelta(days=config["ALERT_WINDOW_DAYS"] - 1), end, "week", model.version
+    )
+    figures = _window_figures(period, threshold)
+    figures["drift"] = drift(model.meta, config["ALERT_WINDOW_DAYS"])
+    alerts = evaluate_rules(figures, config)
+    snapshot = MonitoringSnapshot(model_version=model.version, figures=figures, alerts=alerts)
+    previous = latest_snapshots(1)
+    if {a["rule"] for a in alerts} - {a["rule"] for a in (previous[0].alerts if previous else [])}:
+        snapshot.deliveries = _post_alerts(snapshot, config)
+    db.session.add(snapshot)
+    db.session.commit()
+    return snapshot
+
+
+def _window_figures(period: Period, threshold: float) -> dict:
+    """The window's totals over its buckets."""
+    rows = performance(period, threshold)
+    totals = {
+        key: sum(r[key] for r in rows)
+        for key in ("predictions", "labelled", "tp", "fp", "fn", "tn")
+    }
+    tp, fp, fn = totals["tp"], totals["fp"], totals["fn"]
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    return {
+        **totals,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+        "threshold": threshold,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "coverage": totals["labelled"] / totals["predictions"] if totals["predictions"] else None,
+    }
+
+
+def evaluate_rules(figures: dict, config) -> list[dict]:
+    """The alerts the figures raise under the configured rules."""
+    alerts = []
+    days = config["ALERT_WINDOW_DAYS"]
+    if (
+        figures["f1"] is not None
+        and figures["labelled"] >= config["ALERT_MIN_LABELS"]
+        and figures["f1"] < config["ALERT_F1_BELOW"]
+    ):
+        alerts.append(
+            {
+                "rule": "f1",
+                "value": figures["f1"],
+                "limit": config["ALERT_F1_BELOW"],
+                "message": f"F1 {figures['f1']:.3f} over the last {days} days is below "
+                f"{config['ALERT_F1_BELOW']} ({figures['labelled']} labels)",
+            }
+        )
+    worst = max(
+        (d for d in figures.get("drift", []) if d["psi"] is not None),
+        key=lambda d: d["psi"],
+        default=None,
+    )
+    if worst and worst["psi"] > config["ALERT_PSI_ABOVE"]:
+        alerts.append(
+            {
+                "rule": "psi",
+                "value": worst["psi"],
+                "limit": config["ALERT_PSI_ABOVE"],
+                "message": f"{worst['feature']} drifted: PSI {worst['psi']:.3f} > "
+                f"{config['ALERT_PSI_ABOVE']}",
+            }
+        )
+    coverage = figures["coverage"]
+    if coverage is not None and coverage < config["ALERT_COVERAGE_BELOW"]:
+        alerts.append(
+            {
+                "rule": "coverage",
+                "value": coverage,
+                "limit": config["ALERT_COVERAGE_BELOW"],
+                "message": f"only {coverage:.1%} of stored predictions are labelled",
+            }
+        )
+    for alert in alerts:
+        alert["suggestion"] = "consider retraining the model on the recent labels"
+    return alerts
+
+
+def _post_alerts(snapshot: MonitoringSnapshot, config) -> list[dict]:
+    from ..signing import post
+
+    secret = config.get("WEBHOOK_SECRET")
+    if not secret:
+        return []
+    payload = {
+        "event": "monitoring.alert",
+        "model_version": snapshot.model_version,
+        "alerts": snapshot.alerts,
+        "sent_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    return [post(url, secret, payload) for url in config["ALERT_WEBHOOK_URLS"]]
