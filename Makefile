@@ -44,6 +44,8 @@ vendor:
 	cd $$(mktemp -d) && npm pack --silent bootstrap@5.3.9 && tar xzf bootstrap-5.3.9.tgz && \
 	cp package/dist/css/bootstrap.min.css package/dist/js/bootstrap.bundle.min.js package/LICENSE \
 	   $(CURDIR)/static/vendor/bootstrap/
+	cd $$(mktemp -d) && npm pack --silent chart.js@4.6.1 && tar xzf chart.js-4.6.1.tgz && \
+	cp package/dist/chart.umd.min.js package/LICENSE.md $(CURDIR)/static/vendor/chartjs/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

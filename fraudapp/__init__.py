@@ -94,6 +94,7 @@ def register_model(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Web pages and the JSON API."""
+    from .admin import bp as admin_bp
     from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .feedback import bp as feedback_bp
@@ -103,6 +104,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(predict_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(feedback_bp)
+    app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(health_bp)
     csrf.exempt(api_bp)

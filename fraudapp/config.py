@@ -30,6 +30,7 @@ class Defaults:
     ALERT_PSI_ABOVE = 0.25  # ... any feature's or the score's PSI above this
     ALERT_COVERAGE_BELOW = 0.05  # ... share of stored predictions with a label below this
     DRIFT_MIN_SAMPLES = 100  # fewer recent predictions than this: no PSI
+    DRIFT_SAMPLE = 2000  # PSI from at most this many of the most recent predictions
     ALERT_WEBHOOK_URLS: list[str] = []  # signed POSTs of new alerts
     WEBHOOK_SECRET = None  # signs outgoing and verifies incoming webhooks
     DEMO_CUSTOMERS = 600

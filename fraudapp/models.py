@@ -49,7 +49,7 @@ class Transaction(db.Model):
     __table_args__ = (
         Index("ix_transactions_customer_time", "customer_id", "tx_time", "amount"),
         Index("ix_transactions_terminal_time", "terminal_id", "tx_time", "fraud"),
-        Index("ix_transactions_time", "tx_time"),
+        Index("ix_transactions_time", "tx_time", "fraud", "customer_id"),
     )
 
     @property
@@ -99,6 +99,10 @@ class Prediction(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
     transaction: Mapped[Transaction] = relationship()
+
+    __table_args__ = (  # covers the monitoring aggregates without reading the feature blobs
+        Index("ix_predictions_monitoring", "transaction_id", "model_version", "score"),
+    )
 
     def __repr__(self) -> str:
         return f"<Prediction {self.id} score={self.score:.3f} model={self.model_version}>"

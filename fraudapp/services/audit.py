@@ -29,3 +29,38 @@ def record(
     )
     db.session.add(event)
     return event
+
+
+def search(
+    actor: str | None = None,
+    action: str | None = None,
+    since=None,
+    until=None,
+    page: int = 1,
+    per_page: int = 50,
+):
+    """Audit events, newest first, filtered; (events, total)."""
+    from sqlalchemy import func, select
+
+    conditions = []
+    if actor:
+        conditions.append(AuditEvent.actor == actor)
+    if action:
+        conditions.append(AuditEvent.action == action)
+    if since:
+        conditions.append(AuditEvent.created_at >= since)
+    if until:
+        conditions.append(AuditEvent.created_at < until)
+    query = select(AuditEvent).where(*conditions)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    events = db.session.scalars(
+        query.order_by(AuditEvent.id.desc()).offset((max(page, 1) - 1) * per_page).limit(per_page)
+    ).all()
+    return list(events), total
+
+
+def actions() -> list[str]:
+    """The actions that occur in the log."""
+    from sqlalchemy import select
+
+    return sorted(db.session.scalars(select(AuditEvent.action).distinct()).all())

@@ -351,13 +351,15 @@ def band(value: float | None) -> str | None:
 
 
 def drift(meta: dict, days: int) -> list[dict]:
-    """PSI per feature and for the score: the version's recent predictions against its reference."""
+    """PSI per feature and for the score: the version's recent predictions (the latest
+    DRIFT_SAMPLE of the last `days`) against the reference distributions saved in training."""
     reference = meta.get("reference") or {}
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     rows = db.session.execute(
-        select(Prediction.features, Prediction.score).where(
-            Prediction.model_version == meta["version"], Prediction.created_at >= since
-        )
+        select(Prediction.features, Prediction.score)
+        .where(Prediction.model_version == meta["version"], Prediction.created_at >= since)
+        .order_by(Prediction.created_at.desc())
+        .limit(current_app.config["DRIFT_SAMPLE"])
     ).all()
     columns = {
         name: np.array([r[0].get(name, np.nan) for r in rows], dtype=float)
@@ -409,7 +411,11 @@ def check(as_of: dt.date | None = None) -> MonitoringSnapshot:
 
 def _window_figures(period: Period, threshold: float) -> dict:
     """The window's totals over its buckets."""
-    rows = performance(period, threshold)
+    return _window_figures_from_rows(performance(period, threshold), period, threshold)
+
+
+def _window_figures_from_rows(rows: list[dict], period: Period, threshold: float) -> dict:
+    """Totals of per-bucket rows: counts summed, rates recomputed."""
     totals = {
         key: sum(r[key] for r in rows)
         for key in ("predictions", "labelled", "tp", "fp", "fn", "tn")
@@ -491,3 +497,37 @@ def _post_alerts(snapshot: MonitoringSnapshot, config) -> list[dict]:
         "sent_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     return [post(url, secret, payload) for url in config["ALERT_WEBHOOK_URLS"]]
+
+
+def default_period(days: int = 28) -> Period:
+    """The last `days` of transactions with stored predictions (or up to today)."""
+    span = history_range()
+    end = span[1] if span else dt.datetime.now(dt.UTC).date()
+    start = max(span[0], end - dt.timedelta(days=days - 1)) if span else end
+    return Period(start, end)
+
+
+def dashboard(period: Period) -> dict:
+    """Everything the monitoring page shows, for one period."""
+    from .scoring import serving_model
+
+    model = serving_model()
+    threshold = serving_threshold(model.version, model.threshold)
+    rows = performance(period, threshold)
+    return {
+        "model_version": model.version,
+        "threshold": threshold,
+        "trained_threshold": model.threshold,
+        "performance": rows,
+        "totals": _window_figures_from_rows(rows, period, threshold),
+        "distribution": score_distribution(period),
+        "volume": daily_volume(period),
+        "drift": drift(model.meta, current_app.config["ALERT_WINDOW_DAYS"]),
+        "snapshots": latest_snapshots(),
+    }
+
+
+def model_versions() -> list[str]:
+    """Model versions with stored predictions, newest first."""
+    versions = db.session.scalars(select(Prediction.model_version).distinct()).all()
+    return sorted(versions, key=lambda v: int(v[1:]) if v[1:].isdigit() else 0, reverse=True)

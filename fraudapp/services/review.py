@@ -86,12 +86,6 @@ def queue(filters: Filters, page: int = 1, per_page: int = 25) -> Page:
     return Page(list(items), total, page, per_page)
 
 
-def model_versions() -> list[str]:
-    """Model versions that have stored predictions, newest first."""
-    versions = db.session.scalars(select(Prediction.model_version).distinct()).all()
-    return sorted(versions, key=lambda v: int(v[1:]) if v[1:].isdigit() else 0, reverse=True)
-
-
 def explanations(predictions: list[Prediction], top: int = 3) -> dict[int, list[tuple[str, bool]]]:
     """Plain-words reasons per prediction, from its stored features and its own model version."""
     from .scoring import explain

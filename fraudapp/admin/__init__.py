@@ -1,0 +1,7 @@
+"""Admin pages: the monitoring dashboard, threshold tuning, the audit log, CSV exports."""
+
+from flask import Blueprint
+
+bp = Blueprint("admin", __name__)
+
+from . import views  # noqa: E402,F401  (routes attach to bp)

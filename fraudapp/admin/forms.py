@@ -1,0 +1,60 @@
+"""Forms of the admin pages."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, DecimalField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, NumberRange, Optional
+
+from ..feedback.forms import choices
+from ..services.monitoring import Period
+
+
+class PeriodForm(FlaskForm):
+    """Period, granularity and model version of the dashboard (query string)."""
+
+    class Meta:
+        csrf = False
+
+    start = DateField("From", validators=[Optional()])
+    end = DateField("To", validators=[Optional()])
+    granularity = SelectField("By", choices=choices(["day", "week"]), default="day")
+    model_version = SelectField("Model", choices=choices([""]), default="")
+    target_precision = DecimalField(
+        "Precision target", places=2, default=0.8, validators=[Optional(), NumberRange(0.01, 1)]
+    )
+
+    def period(self, default: Period) -> Period:
+        """The chosen period, falling back to the default's dates for missing or bad ones."""
+        start = self.start.data if self.start.data and not self.start.errors else default.start
+        end = self.end.data if self.end.data and not self.end.errors else default.end
+        if start > end:
+            start, end = end, start
+        granularity = self.granularity.data if not self.granularity.errors else "day"
+        return Period(start, end, granularity or "day", self.model_version.data or None)
+
+
+class ThresholdForm(FlaskForm):
+    """Set the serving threshold."""
+
+    threshold = DecimalField(
+        "Serving threshold",
+        places=3,
+        validators=[
+            DataRequired(message="Enter a threshold."),
+            NumberRange(0.001, 0.999, message="Use a value between 0.001 and 0.999."),
+        ],
+    )
+    submit = SubmitField("Set threshold")
+
+
+class AuditFilterForm(FlaskForm):
+    """Filters of the audit log (query string)."""
+
+    class Meta:
+        csrf = False
+
+    actor = StringField("Who", validators=[Optional()])
+    action = SelectField("Action", choices=choices([""]), default="")
+    since = DateField("From", validators=[Optional()])
+    until = DateField("To", validators=[Optional()])

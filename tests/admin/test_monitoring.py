@@ -1,0 +1,167 @@
+"""Monitoring: figures from labels, drift, alerts, snapshots, thresholds, admin pages."""
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from fraudapp import signing
+from fraudapp.extensions import db
+from fraudapp.models import AuditEvent, MonitoringSnapshot
+from fraudapp.services import monitoring
+from fraudapp.services.demo import ensure_predictions
+from tests.conftest import login
+
+
+@pytest.fixture
+def scored_history(app, stored_history):
+    """The last two weeks of the simulated history scored and stored as predictions."""
+    ensure_predictions(days=14)
+    return stored_history
+
+
+def _period(days=14):
+    return monitoring.default_period(days)
+
+
+def test_ap_from_bins_matches_sklearn_on_distinct_bins():
+    rng = np.random.default_rng(0)
+    scores = rng.permutation(1000) / 1000
+    labels = (rng.random(1000) < scores * 0.3).astype(int)
+    rows = [(int(s * 1000), int(y), 1) for s, y in zip(scores, labels, strict=True)]
+    assert monitoring.ap_from_bins(rows) == pytest.approx(average_precision_score(labels, scores))
+
+
+def test_psi_bands():
+    reference = {"edges": [0, 1, 2, 3, 4], "shares": [0.25, 0.25, 0.25, 0.25]}
+    same = np.repeat([0.5, 1.5, 2.5, 3.5], 100)
+    shifted = np.repeat([3.5], 400)
+    assert monitoring.psi(reference, same) == pytest.approx(0.0, abs=1e-9)
+    assert monitoring.band(monitoring.psi(reference, shifted)) == "act"
+    assert monitoring.band(0.05) == "stable" and monitoring.band(0.2) == "watch"
+
+
+def test_performance_counts_the_confusion_matrix(scored_history):
+    rows = monitoring.performance(_period(), threshold=0.5)
+    labelled = [r for r in rows if r["labelled"]]
+    assert labelled, "the first scored week carries imported labels"
+    for r in labelled:
+        assert r["tp"] + r["fp"] + r["fn"] + r["tn"] == r["labelled"] <= r["predictions"]
+        if r["f1"] is not None:
+            assert 0 <= r["f1"] <= 1
+    weekly = monitoring.performance(monitoring.Period(
+        _period().start, _period().end, "week"), threshold=0.5)
+    assert sum(r["predictions"] for r in weekly) == sum(r["predictions"] for r in rows)
+
+
+def test_threshold_curve_and_setting(scored_history, client, users):
+    curve = monitoring.threshold_curve(_period(), target_precision=0.5)
+    assert curve["labelled"] > 0 and curve["best_f1"]["f1"] > 0
+    assert curve["precision_target"] is None or curve["precision_target"]["threshold"] >= 0
+    login(client, "admin")
+    assert client.post("/admin/threshold", data={"threshold": "0.123"}).status_code == 302
+    assert client.post("/admin/threshold", data={"threshold": "1.5"}).status_code == 400
+    event = db.session.query(AuditEvent).filter_by(action="threshold.changed").one()
+    assert event.details["to"] == 0.123 and event.actor == "admin"
+    body = client.post("/api/v1/predictions", json={
+        "tx_datetime": "2018-05-16T10:00:00", "customer_id": 1, "terminal_id": 2, "amount": 5.0,
+        "consent": False}, headers=_token_headers()).get_json()
+    assert body["threshold"] == 0.123
+
+
+def _token_headers():
+    from fraudapp.services.tokens import create_token
+
+    return {"Authorization": f"Bearer {create_token('monitor-test')}"}
+
+
+def test_monitor_stores_a_snapshot_and_exits_by_alert(scored_history, runner, app):
+    end = scored_history["TX_DATETIME"].max().date()
+    app.config["ALERT_F1_BELOW"] = 0.0
+    quiet = runner.invoke(args=["monitor", "--as-of", str(end), "--json"])
+    assert quiet.exit_code == 0, quiet.output
+    body = json.loads(quiet.output)
+    assert body["alerts"] == [] and body["figures"]["labelled"] > 0
+    app.config["ALERT_F1_BELOW"] = 1.01
+    loud = runner.invoke(args=["monitor", "--as-of", str(end)])
+    assert loud.exit_code == 1 and "ALERT f1" in loud.output
+    assert db.session.query(MonitoringSnapshot).count() == 2
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.headers[signing.HEADER], body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_new_alerts_are_posted_signed_once(scored_history, runner, app):
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    app.config.update(ALERT_F1_BELOW=1.01, WEBHOOK_SECRET="s3cret",
+                      ALERT_WEBHOOK_URLS=[f"http://127.0.0.1:{server.server_port}/alerts"])
+    end = str(scored_history["TX_DATETIME"].max().date())
+    try:
+        runner.invoke(args=["monitor", "--as-of", end])
+        runner.invoke(args=["monitor", "--as-of", end])  # same alert again: not re-sent
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(_Receiver.received) == 1
+    header, body = _Receiver.received[0]
+    assert signing.verify("s3cret", header, body)
+    assert not signing.verify("other", header, body)
+    assert json.loads(body)["alerts"][0]["rule"] == "f1"
+
+
+def test_signature_window_and_tampering():
+    body = b'{"a": 1}'
+    header = signing.sign("k", body, timestamp=1_000_000)
+    assert signing.verify("k", header, body, now=1_000_100)
+    assert not signing.verify("k", header, body, now=1_000_000 + 301)
+    assert not signing.verify("k", header, b'{"a": 2}', now=1_000_100)
+    assert not signing.verify("k", "garbage", body)
+
+
+def test_dashboard_pages_and_exports(scored_history, client, users):
+    login(client, "admin")
+    page = client.get("/admin/?granularity=week")
+    assert page.status_code == 200
+    for marker in ('id="chart-metrics"', 'id="performance"', 'id="drift"', "chart.umd.min.js"):
+        assert marker in page.text
+    csv_text = client.get("/admin/export/performance.csv").text
+    assert csv_text.startswith("period,model_version,predictions")
+    assert len(csv_text.splitlines()) > 2
+    for name in ("volume", "drift", "distribution", "snapshots", "threshold", "audit"):
+        assert client.get(f"/admin/export/{name}.csv").status_code == 200
+    assert client.get("/admin/export/secrets.csv").status_code == 404
+    assert client.get("/admin/?start=not-a-date&granularity=year").status_code == 200
+
+
+def test_admin_pages_are_for_admins_only(client, users):
+    assert client.get("/admin/").status_code == 302
+    login(client, "analyst")
+    for url in ("/admin/", "/admin/threshold", "/admin/audit", "/admin/export/audit.csv"):
+        assert client.get(url).status_code == 403
+
+
+def test_audit_log_lists_and_filters(client, users):
+    login(client, "admin")
+    client.post("/logout")
+    login(client, "admin", "wrong-password")
+    login(client, "admin")
+    page = client.get("/admin/audit?action=login.failed").text
+    assert "login.failed" in page and "1 event(s)" in page
+    today = dt.date.today()
+    assert "login" in client.get(f"/admin/audit?since={today}&actor=admin").text
