@@ -31,6 +31,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
+    register_metrics(app)
     return app
 
 
@@ -113,6 +114,13 @@ def register_blueprints(app: Flask) -> None:
 def register_errorhandlers(app: Flask) -> None:
     """One handler for HTTP errors: JSON for the API and JSON clients, HTML otherwise."""
     from .errors import register
+
+    register(app)
+
+
+def register_metrics(app: Flask) -> None:
+    """Request timing and /metrics for Prometheus."""
+    from .metrics import register
 
     register(app)
 

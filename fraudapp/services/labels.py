@@ -15,6 +15,7 @@ from sqlalchemy import case, delete, select, update
 
 from ..extensions import db
 from ..models import LABEL_PRIORITY, Label, Prediction, Transaction
+from ..metrics import record_label
 from . import audit
 
 
@@ -30,6 +31,7 @@ def add_label(transaction_id: int, fraud: bool, source: str, actor: str) -> Labe
     """Record a label and make it the label known now unless a higher-ranked source has spoken."""
     label = Label(transaction_id=transaction_id, fraud=fraud, source=source, actor=actor)
     db.session.add(label)
+    record_label(source)
     db.session.execute(
         update(Transaction)
         .where(

@@ -22,6 +22,7 @@ from ..extensions import db
 from ..ml import features
 from ..ml.registry import LoadedModel
 from ..models import DailyCount, Prediction, Transaction
+from ..metrics import record_predictions
 from .labels import new_receipt
 from .monitoring import serving_threshold
 
@@ -181,6 +182,7 @@ def score_batch(items: list[tuple[TransactionIn, bool]], want_explanation: bool)
     results = [_score_one(model, tx, consent, want_explanation) for tx, consent in items]
     _count_predictions(results)
     _commit()
+    record_predictions(results)
     return results
 
 

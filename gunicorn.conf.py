@@ -1,0 +1,27 @@
+"""gunicorn settings: Prometheus multiprocess directory and clean-up of exited workers."""
+
+import os
+import shutil
+import tempfile
+
+bind = os.environ.get("FRAUDAPP_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("FRAUDAPP_WORKERS", "2"))
+accesslog = "-"
+
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), f"fraudapp-metrics-{os.getpid()}"),
+)
+
+
+def on_starting(server):
+    """Start every run with an empty metrics directory."""
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    """Forget the live gauges of a worker that exited."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
