@@ -7,6 +7,7 @@ import tempfile
 bind = os.environ.get("FRAUDAPP_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("FRAUDAPP_WORKERS", "2"))
 accesslog = "-"
+control_socket_disable = True  # gunicorn >= 27: no shared ~/.gunicorn/gunicorn.ctl between runs
 
 _metrics_dir = os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",

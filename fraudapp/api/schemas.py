@@ -7,10 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator, model_validator
 
-from ..services.scoring import MAX_AMOUNT, MAX_ID, TransactionIn
+from ..services.scoring import EARLIEST, LATEST, MAX_AMOUNT, MAX_ID, TransactionIn
 
 Id = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
-EARLIEST, LATEST = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)
 
 
 class BadRequest(Exception):

@@ -6,9 +6,27 @@ import datetime as dt
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateTimeLocalField, DecimalField, IntegerField, SubmitField
-from wtforms.validators import DataRequired, InputRequired, NumberRange
+from wtforms.validators import InputRequired, NumberRange, StopValidation
 
-from ..services.scoring import MAX_AMOUNT, MAX_ID, TransactionIn
+from ..services.scoring import EARLIEST, LATEST, MAX_AMOUNT, MAX_ID, TransactionIn
+
+
+def parsed(form, field) -> None:
+    """Stop at the field's own parse error, so it is the only message shown."""
+    if field.process_errors:
+        raise StopValidation()
+
+
+def cents(form, field) -> None:
+    """At most two decimals."""
+    if field.data is not None and field.data != round(field.data, 2):
+        raise StopValidation("Use at most two decimals.")
+
+
+def plausible_time(form, field) -> None:
+    """A time the history can hold."""
+    if field.data is not None and not EARLIEST <= field.data < LATEST:
+        raise StopValidation(f"Use a date from {EARLIEST.year} to {LATEST.year - 1}.")
 
 
 def _now() -> dt.datetime:
@@ -22,12 +40,13 @@ class TransactionForm(FlaskForm):
         "Date and time (UTC)",
         default=_now,
         format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
-        validators=[DataRequired(message="Enter a date and time.")],
+        validators=[InputRequired(message="Enter a date and time."), parsed, plausible_time],
     )
     customer_id = IntegerField(
         "Customer id",
         validators=[
             InputRequired(message="Enter the customer id."),
+            parsed,
             NumberRange(0, MAX_ID, message=f"Use a whole number from 0 to {MAX_ID}."),
         ],
     )
@@ -35,6 +54,7 @@ class TransactionForm(FlaskForm):
         "Terminal id",
         validators=[
             InputRequired(message="Enter the terminal id."),
+            parsed,
             NumberRange(0, MAX_ID, message=f"Use a whole number from 0 to {MAX_ID}."),
         ],
     )
@@ -43,11 +63,22 @@ class TransactionForm(FlaskForm):
         places=2,
         validators=[
             InputRequired(message="Enter the amount."),
+            parsed,
             NumberRange(0, MAX_AMOUNT, message=f"Use an amount from 0 to {MAX_AMOUNT:,.0f}."),
+            cents,
         ],
     )
     consent = BooleanField("Store this transaction to improve the model", default=False)
     submit = SubmitField("Score transaction")
+
+    def summary(self) -> dict:
+        """What was scored, for the result page."""
+        return {
+            "Date and time (UTC)": self.tx_datetime.data.isoformat(sep=" "),
+            "Customer": self.customer_id.data,
+            "Terminal": self.terminal_id.data,
+            "Amount": f"{self.amount.data:.2f}",
+        }
 
     def to_input(self) -> TransactionIn:
         """The validated transaction."""

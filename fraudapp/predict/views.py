@@ -25,6 +25,7 @@ def index():
             "threshold": result.threshold,
             "model_version": result.model_version,
             "receipt": result.receipt,
+            "transaction": form.summary(),
             "reasons": [(r["text"], r["contribution"] > 0) for r in result.explanation],
         }
         return redirect(url_for("predict.result"))

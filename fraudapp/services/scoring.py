@@ -28,6 +28,7 @@ from .monitoring import serving_threshold
 
 MAX_ID = 2**31 - 1
 MAX_AMOUNT = 1_000_000.0
+EARLIEST, LATEST = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)  # accepted transaction times
 
 
 class ModelUnavailable(Exception):

@@ -60,3 +60,13 @@ def test_csrf_is_enforced(app, database_url, trained_registry):
     response = app.test_client().post("/", data=_form())
     assert response.status_code == 400
     assert _count(Transaction) == 0
+
+
+def test_each_bad_field_gets_one_clear_message(client):
+    page = client.post("/", data=_form(customer_id="1.5", amount="3.456",
+                                       tx_datetime="1900-01-01T10:00")).text
+    assert page.count("invalid-feedback") == 3
+    assert "Not a valid integer value." in page and "Use a whole number" not in page
+    assert "Use at most two decimals." in page
+    assert "Use a date from 1990 to 2099." in page
+    assert _count(Transaction) == 0
