@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import sys
 
 import click
@@ -13,7 +14,7 @@ from flask import Flask, current_app
 from .ml.registry import RegistryError
 from .ml.simulate import simulate
 from .ml.training import Windows
-from .services import accounts, demo, history, monitoring, tokens
+from .services import accounts, demo, history, monitoring, runs, tokens
 from .services.training import latest_windows, registry, train_and_publish
 
 
@@ -137,7 +138,7 @@ def _num(value) -> str:
 def models_promote(version: str) -> None:
     """Serve VERSION (checked loadable first)."""
     try:
-        registry().set_current(version)
+        runs.promote(version, "cli")
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{version} is now serving")
@@ -146,15 +147,29 @@ def models_promote(version: str) -> None:
 @models_group.command("rollback")
 def models_rollback() -> None:
     """Serve the version that served before the current one."""
-    reg = registry()
-    previous = reg.previous()
-    if previous is None:
-        raise click.ClickException("no earlier version to roll back to")
     try:
-        reg.set_current(previous)
-    except RegistryError as exc:
+        previous = runs.rollback("cli")
+    except (RegistryError, runs.RunError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"rolled back to {previous}")
+
+
+@click.command("retrain")
+def retrain_command() -> None:
+    """Queue a training run for the trainer (or show the one already queued or running)."""
+    run = runs.request_run("cli", "cli")
+    click.echo(f"run {run.id} is {run.status}")
+
+
+@click.command("trainer")
+@click.option("--once", is_flag=True, help="Exit when no queued run is left.")
+def trainer_command(once: bool) -> None:
+    """Work queued training runs one at a time, at low CPU priority."""
+    nice = current_app.config["TRAINER_NICE"]
+    if nice:
+        os.nice(nice)
+    done = runs.work(once, current_app.config["TRAINER_POLL_SECONDS"], log=click.echo)
+    click.echo(f"trainer: {done} run(s) done")
 
 
 @click.command("create-api-token")
@@ -250,6 +265,8 @@ def register_commands(app: Flask) -> None:
         create_api_token_command,
         create_user_command,
         monitor_command,
+        retrain_command,
+        trainer_command,
         init_demo_command,
     ):
         app.cli.add_command(command)

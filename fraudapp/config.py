@@ -33,6 +33,17 @@ class Defaults:
     DRIFT_SAMPLE = 2000  # PSI from at most this many of the most recent predictions
     ALERT_WEBHOOK_URLS: list[str] = []  # signed POSTs of new alerts
     WEBHOOK_SECRET = None  # signs outgoing and verifies incoming webhooks
+    RETRAIN_TRAIN_DAYS = 28  # a retraining run trains on this many labelled days ...
+    RETRAIN_DELAY_DAYS = 7  # ... then skips the label delay ...
+    RETRAIN_VALIDATION_DAYS = 7  # ... and compares candidate and champion on the latest days
+    RETRAIN_EVERY_DAYS = None  # e.g. 7 for a weekly scheduled run (off by default)
+    RETRAIN_ON_ALERT = False  # queue a run when `flask monitor` raises an alert
+    PROMOTE_AP_MARGIN = 0.01  # promote when candidate AP >= champion AP - margin ...
+    PROMOTE_MIN_LABELS = 1000  # ... and the training window had at least this many labels
+    TRAINER_POLL_SECONDS = 5.0
+    TRAINER_HEARTBEAT_SECONDS = 5.0
+    TRAINER_STALE_SECONDS = 120.0  # a running run silent this long is marked failed
+    TRAINER_NICE = 10  # CPU priority the trainer lowers itself by
     DEMO_CUSTOMERS = 600
     DEMO_TERMINALS = 1200
     DEMO_DAYS = 90

@@ -214,3 +214,43 @@ class MonitoringSnapshot(db.Model):
 
     def __repr__(self) -> str:
         return f"<MonitoringSnapshot {self.id} alerts={len(self.alerts)}>"
+
+
+class TrainingRun(db.Model):
+    """A request to train a model, and what became of it.
+
+    status: queued → running → succeeded | failed | cancelled. promotion: "promoted", "awaiting
+    approval" (the policy did not promote it; an admin may) or None.
+    """
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    reason: Mapped[str] = mapped_column(String(16))  # admin, cli, schedule, alert
+    requested_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    worker: Mapped[str | None] = mapped_column(String(120))
+    progress: Mapped[str | None] = mapped_column(String(200))
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    params: Mapped[dict | None] = mapped_column(JSON)
+    windows: Mapped[dict | None] = mapped_column(JSON)
+    train_rows: Mapped[int | None]
+    labels: Mapped[dict | None] = mapped_column(JSON)
+    candidate_metrics: Mapped[dict | None] = mapped_column(JSON)
+    champion_version: Mapped[str | None] = mapped_column(String(16))
+    champion_metrics: Mapped[dict | None] = mapped_column(JSON)
+    version: Mapped[str | None] = mapped_column(String(16))
+    promotion: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(String(2000))
+
+    @property
+    def active(self) -> bool:
+        """Queued or running."""
+        return self.status in ("queued", "running")
+
+    def __repr__(self) -> str:
+        return f"<TrainingRun {self.id} {self.status}>"

@@ -406,6 +406,10 @@ def check(as_of: dt.date | None = None) -> MonitoringSnapshot:
         snapshot.deliveries = _post_alerts(snapshot, config)
     db.session.add(snapshot)
     db.session.commit()
+    if alerts and config["RETRAIN_ON_ALERT"]:
+        from .runs import request_run
+
+        request_run("alert", "monitor")
     return snapshot
 
 

@@ -31,15 +31,25 @@ def latest_windows(train_days: int = 7, delay_days: int = 7, test_days: int = 7)
     )
 
 
+def train(history, windows: Windows, params: dict | None = None) -> TrainingResult:
+    """Train on a history with the protocol."""
+    return run_protocol(history, windows, params)
+
+
+def publish(result: TrainingResult, history) -> str:
+    """Write a trained model to the registry as a new version; its name."""
+    return registry().publish(result.booster, _metadata(result, history))
+
+
 def train_and_publish(
     windows: Windows, promote: bool = False, params: dict | None = None
 ) -> tuple[str, TrainingResult]:
     """Train on the stored history, publish a registry version, and make it current if asked
     (or if nothing serves yet)."""
     history = load_history()
-    result = run_protocol(history, windows, params)
+    result = train(history, windows, params)
+    version = publish(result, history)
     reg = registry()
-    version = reg.publish(result.booster, _metadata(result, history))
     if promote or reg.current() is None:
         reg.set_current(version)
     return version, result

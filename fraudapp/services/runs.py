@@ -1,0 +1,327 @@
+"""Training runs: queued by an admin, the CLI, a schedule or an alert; worked by the trainer.
+
+The trainer claims one queued run at a time (PostgreSQL: FOR UPDATE SKIP LOCKED, so two trainers
+never take the same run; SQLite: a conditional UPDATE under its single writer lock), trains on the
+labelled history, scores the candidate and the serving champion on the same, most recent validation
+window, writes a registry version and applies the promotion policy. A heartbeat row update every few
+seconds lets a dead trainer's run be found and failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import threading
+
+import numpy as np
+from flask import current_app
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..ml.metrics import evaluate
+from ..ml.registry import RegistryError
+from ..ml.training import predict, split
+from ..models import TrainingRun, utcnow
+from . import audit
+from .history import load_history
+from .training import latest_windows, publish, registry, train
+
+ACTIVE = ("queued", "running")
+
+
+class RunError(Exception):
+    """A run that cannot be changed as asked."""
+
+
+def request_run(reason: str, requested_by: str) -> TrainingRun:
+    """Queue a run (or return the one already queued or running); audited; commits."""
+    existing = db.session.scalar(
+        select(TrainingRun).where(TrainingRun.status.in_(ACTIVE)).order_by(TrainingRun.id)
+    )
+    if existing:
+        return existing
+    run = TrainingRun(
+        reason=reason, requested_by=requested_by, status="queued", progress="waiting for a trainer"
+    )
+    db.session.add(run)
+    db.session.flush()
+    audit.record(
+        "retrain.requested", target=f"run {run.id}", details={"reason": reason}, actor=requested_by
+    )
+    db.session.commit()
+    return run
+
+
+def cancel(run_id: int, by: str) -> TrainingRun:
+    """Cancel a queued run at once, or ask a running one to stop before it publishes."""
+    run = _get(run_id)
+    if run.status == "queued":
+        run.status, run.finished_at, run.progress = "cancelled", utcnow(), "cancelled"
+    elif run.status == "running":
+        run.cancel_requested = True
+        run.progress = "cancelling"
+    else:
+        raise RunError(f"run {run_id} is {run.status}: nothing to cancel")
+    audit.record("retrain.cancelled", target=f"run {run_id}", actor=by)
+    db.session.commit()
+    return run
+
+
+def promote(version: str, by: str) -> None:
+    """Serve a version (checked loadable first); audited."""
+    registry().set_current(version)
+    db.session.execute(
+        update(TrainingRun).where(TrainingRun.version == version).values(promotion="promoted")
+    )
+    audit.record("model.promoted", target=version, actor=by)
+    db.session.commit()
+    _published(version)
+
+
+def rollback(by: str) -> str:
+    """Serve the version that served before the current one; audited."""
+    reg = registry()
+    previous = reg.previous()
+    if previous is None:
+        raise RunError("no earlier version to roll back to")
+    reg.set_current(previous)
+    audit.record("model.rolled_back", target=previous, actor=by)
+    db.session.commit()
+    _published(previous)
+    return previous
+
+
+def _published(version: str) -> None:
+    """Hook for telling prediction nodes about a new current version."""
+    hook = current_app.extensions.get("fraudapp.on_publish")
+    if hook:
+        hook(version)
+
+
+def _get(run_id: int) -> TrainingRun:
+    run = db.session.get(TrainingRun, run_id)
+    if run is None:
+        raise RunError(f"no run {run_id}")
+    return run
+
+
+def recent(limit: int = 50) -> list[TrainingRun]:
+    """The latest runs, newest first."""
+    return list(
+        db.session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit))
+    )
+
+
+def fail_stale(max_silence: float) -> int:
+    """Mark failed the running runs whose trainer has been silent too long; how many."""
+    limit = utcnow() - dt.timedelta(seconds=max_silence)
+    result = db.session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.status == "running", TrainingRun.heartbeat_at < limit)
+        .values(
+            status="failed",
+            finished_at=utcnow(),
+            progress="failed",
+            error="the trainer stopped sending heartbeats (it died or lost the database)",
+        )
+    )
+    db.session.commit()
+    return result.rowcount
+
+
+def claim(worker: str) -> TrainingRun | None:
+    """Take the oldest queued run for this worker, or None."""
+    query = (
+        select(TrainingRun.id)
+        .where(TrainingRun.status == "queued")
+        .order_by(TrainingRun.id)
+        .limit(1)
+    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    run_id = db.session.scalar(query)
+    if run_id is None:
+        db.session.rollback()
+        return None
+    now = utcnow()
+    taken = db.session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id, TrainingRun.status == "queued")
+        .values(
+            status="running",
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
+            progress="loading the labelled history",
+        )
+    )
+    db.session.commit()
+    return db.session.get(TrainingRun, run_id) if taken.rowcount else None
+
+
+def schedule_due(every_days: float | None) -> TrainingRun | None:
+    """Queue a scheduled run when the last one is older than `every_days` (None: off)."""
+    if not every_days:
+        return None
+    last = db.session.scalar(select(TrainingRun.created_at).order_by(TrainingRun.id.desc()))
+    if last is not None and _aware(last) > utcnow() - dt.timedelta(days=every_days):
+        return None
+    return request_run("schedule", "schedule")
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def worker_name() -> str:
+    """host:pid of this trainer."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def execute(run: TrainingRun) -> TrainingRun:
+    """Train, evaluate against the champion, publish and apply the promotion policy; commits."""
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat, daemon=True, args=(current_app._get_current_object(), run.id, stop)
+    )
+    beat.start()
+    try:
+        _execute(run)
+    except Exception as exc:  # noqa: BLE001 — the run records any failure
+        db.session.rollback()
+        run = db.session.get(TrainingRun, run.id)
+        run.status, run.error, run.progress = (
+            "failed",
+            f"{type(exc).__name__}: {exc}"[:2000],
+            "failed",
+        )
+        run.finished_at = utcnow()
+        db.session.commit()
+    finally:
+        stop.set()
+        beat.join()
+    return run
+
+
+def _heartbeat(app, run_id: int, stop: threading.Event) -> None:
+    interval = app.config["TRAINER_HEARTBEAT_SECONDS"]
+    with app.app_context():
+        while not stop.wait(interval):
+            db.session.execute(
+                update(TrainingRun).where(TrainingRun.id == run_id).values(heartbeat_at=utcnow())
+            )
+            db.session.commit()
+        db.session.remove()
+
+
+def _step(run: TrainingRun, progress: str) -> None:
+    """Save what the run knows so far with its progress; stop here if cancelled."""
+    run.progress = progress
+    db.session.commit()
+    if db.session.scalar(select(TrainingRun.cancel_requested).where(TrainingRun.id == run.id)):
+        raise _Cancelled()
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _execute(run: TrainingRun) -> None:
+    config = current_app.config
+    history = load_history()
+    windows = latest_windows(
+        config["RETRAIN_TRAIN_DAYS"],
+        config["RETRAIN_DELAY_DAYS"],
+        config["RETRAIN_VALIDATION_DAYS"],
+    )
+    train_rows, valid_rows = split(history, windows)
+    run.windows, run.train_rows = windows.as_dict(), len(train_rows)
+    run.labels = _label_counts(history, train_rows)
+    try:
+        _step(run, f"training on {len(train_rows):,} labelled transactions")
+        result = train(history, windows)
+        _step(run, "evaluating the candidate and the champion")
+        run.candidate_metrics = result.metrics
+        run.champion_version, run.champion_metrics = _champion_metrics(history, valid_rows)
+        _step(run, "publishing")
+    except _Cancelled:
+        run.status, run.progress, run.finished_at = "cancelled", "cancelled", utcnow()
+        db.session.commit()
+        return
+    run.version = publish(result, history)
+    run.promotion = _apply_policy(run)
+    run.status, run.progress, run.finished_at = "succeeded", "done", utcnow()
+    db.session.commit()
+
+
+def _label_counts(history, rows: np.ndarray) -> dict:
+    labels = history.label[rows]
+    return {"labelled": int(np.sum(labels >= 0)), "frauds": int(np.sum(labels == 1))}
+
+
+def _champion_metrics(history, rows: np.ndarray) -> tuple[str | None, dict | None]:
+    """The serving model's metrics on the candidate's validation rows."""
+    reg = registry()
+    version = reg.current()
+    if version is None or len(rows) == 0:
+        return version, None
+    try:
+        champion = reg.load(version)
+    except RegistryError:
+        return version, None
+    x = history.features()[rows]
+    y = (history.label[rows] == 1).astype(int)
+    scores = predict(champion.booster, x)
+    return version, evaluate(
+        scores, y, history.day[rows], history.customer[rows], champion.threshold
+    )
+
+
+def _apply_policy(run: TrainingRun) -> str:
+    """Promote when the candidate's AP is at least the champion's minus the margin and enough
+    labels were seen; otherwise leave it awaiting an admin's approval."""
+    config = current_app.config
+    candidate = (run.candidate_metrics or {}).get("ap")
+    champion = (run.champion_metrics or {}).get("ap")
+    enough = run.labels["labelled"] >= config["PROMOTE_MIN_LABELS"]
+    better = candidate is not None and (
+        champion is None or candidate >= champion - config["PROMOTE_AP_MARGIN"]
+    )
+    if enough and better:
+        registry().set_current(run.version)
+        audit.record(
+            "model.promoted",
+            target=run.version,
+            actor="trainer",
+            details={"run": run.id, "candidate_ap": candidate, "champion_ap": champion},
+        )
+        db.session.commit()
+        _published(run.version)
+        return "promoted"
+    return "awaiting approval"
+
+
+def work(once: bool, poll_seconds: float, log=print) -> int:
+    """The trainer loop: fail stale runs, queue scheduled ones, claim and execute; runs done."""
+    config = current_app.config
+    name = worker_name()
+    done = 0
+    while True:
+        fail_stale(config["TRAINER_STALE_SECONDS"])
+        schedule_due(config["RETRAIN_EVERY_DAYS"])
+        run = claim(name)
+        if run is None:
+            if once:
+                return done
+            stop = threading.Event()
+            stop.wait(poll_seconds)
+            continue
+        log(f"run {run.id}: started ({run.reason}, asked by {run.requested_by})")
+        run = execute(run)
+        done += 1
+        log(
+            f"run {run.id}: {run.status}"
+            + (f", version {run.version} {run.promotion}" if run.version else "")
+            + (f" — {run.error}" if run.error else "")
+        )
