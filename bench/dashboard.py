@@ -30,7 +30,7 @@ from fraudapp.extensions import db  # noqa: E402
 from fraudapp.ml.features import FEATURES  # noqa: E402
 from fraudapp.ml.training import Windows  # noqa: E402
 from fraudapp.models import Prediction, Transaction  # noqa: E402
-from fraudapp.services import accounts, history, monitoring  # noqa: E402
+from fraudapp.services import accounts, aggregates, history, labels, monitoring  # noqa: E402
 from fraudapp.services.training import registry, train_and_publish  # noqa: E402
 
 DATA = ROOT.parent / "shared/data/handbook/transactions_raw_2018-04-01_to_2018-08-31.csv.gz"
@@ -104,6 +104,11 @@ def main() -> None:
         started = time.perf_counter()
         stored = store_predictions(model)
         print(f"stored {stored:,} predictions in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
+        aggregates.mark_all_dirty()
+        days = aggregates.refresh()
+        print(f"first build of the daily aggregates ({days} days): "
+              f"{time.perf_counter() - started:.1f} s (once, after a bulk load)")
         accounts.create_user("bench", "admin", "bench-password")
         client = app.test_client()
         client.post("/login", data={"username": "bench", "password": "bench-password"})
@@ -117,6 +122,12 @@ def main() -> None:
             seconds, response = timed(lambda u=url: client.get(u), args.repeat)
             assert response.status_code == 200, response.status_code
             print(f"{'GET /admin/ by ' + granularity:<36}{seconds:>10.3f}")
+        one = db.session.scalar(select_ids().limit(1))
+        labels.add_label(one, True, "analyst", "bench")
+        db.session.commit()
+        period = monitoring.Period(dt.date(2018, 4, 1), dt.date(2018, 8, 31), "day")
+        seconds, data = timed(lambda: monitoring.dashboard(period), 1)
+        print(f"{'dashboard() after a new label':<36}{seconds:>10.3f}")
         totals = data["totals"]
         print(f"\n{totals['predictions']:,} predictions, {totals['labelled']:,} labelled, "
               f"F1 {totals['f1']:.3f} at threshold {data['threshold']:.3f}")

@@ -23,6 +23,7 @@ class Defaults:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
     PERMANENT_SESSION_LIFETIME = 8 * 3600
+    CARD_PRECISION_K = 100
     MONITOR_CARD_SCORE_FLOOR = 0.01  # customers scoring below this are left out of card precision
     ALERT_WINDOW_DAYS = 14  # the rules below look at the last N days
     ALERT_F1_BELOW = 0.5  # ... F1 below this, when at least ALERT_MIN_LABELS labels exist

@@ -254,3 +254,35 @@ class TrainingRun(db.Model):
 
     def __repr__(self) -> str:
         return f"<TrainingRun {self.id} {self.status}>"
+
+
+class MonitoringBin(db.Model):
+    """Stored predictions counted per transaction day, model version, score bin (1/1000) and label
+    known now (1 fraud, 0 genuine, -1 none) — the dashboard reads these, not the predictions."""
+
+    __tablename__ = "monitoring_bins"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since the epoch
+    model_version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class MonitoringDay(db.Model):
+    """Per transaction day and model version: frauds among the day's top-k customers."""
+
+    __tablename__ = "monitoring_days"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    card_hits: Mapped[int]
+    k: Mapped[int]
+
+
+class DirtyDay(db.Model):
+    """A transaction day whose monitoring aggregates must be recomputed before they are read."""
+
+    __tablename__ = "monitoring_dirty_days"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)

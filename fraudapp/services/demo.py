@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from pathlib import Path
-
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +16,7 @@ from ..extensions import db
 from ..ml.features import FEATURES, TERMINAL_DELAY_DAYS
 from ..ml.simulate import simulate
 from ..models import DailyCount, Prediction, Transaction
+from .aggregates import mark_dirty
 from .history import import_handbook_frame, load_history
 from .training import latest_windows, registry, train_and_publish
 
@@ -92,6 +92,7 @@ def ensure_predictions(days: int = 14) -> int:
         ],
     )
     _count_days(history.day[recent], scores >= model.threshold, model.version)
+    mark_dirty(history.day[recent].tolist())
     db.session.commit()
     return len(recent)
 

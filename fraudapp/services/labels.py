@@ -14,9 +14,10 @@ import secrets
 from sqlalchemy import case, delete, select, update
 
 from ..extensions import db
-from ..models import LABEL_PRIORITY, Label, Prediction, Transaction
 from ..metrics import record_label
+from ..models import LABEL_PRIORITY, Label, Prediction, Transaction
 from . import audit
+from .aggregates import mark_transaction_dirty
 
 
 class NotFound(Exception):
@@ -31,6 +32,7 @@ def add_label(transaction_id: int, fraud: bool, source: str, actor: str) -> Labe
     """Record a label and make it the label known now unless a higher-ranked source has spoken."""
     label = Label(transaction_id=transaction_id, fraud=fraud, source=source, actor=actor)
     db.session.add(label)
+    mark_transaction_dirty(transaction_id)
     record_label(source)
     db.session.execute(
         update(Transaction)
@@ -104,6 +106,7 @@ def delete_by_receipt(code: str) -> None:
     """Delete the transaction, its features, prediction and labels; only counts remain; commits."""
     prediction = by_receipt(code)
     transaction_id = prediction.transaction_id
+    mark_transaction_dirty(transaction_id)
     db.session.execute(delete(Label).where(Label.transaction_id == transaction_id))
     db.session.execute(delete(Prediction).where(Prediction.id == prediction.id))
     db.session.execute(delete(Transaction).where(Transaction.id == transaction_id))

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from flask import current_app
-from sqlalchemy import Integer, and_, case, cast, func, select
+from sqlalchemy import case, func, select
 
 from ..extensions import db
 from ..ml import features
 from ..ml.features import DAY
 from ..models import DailyCount, ModelSetting, MonitoringSnapshot, Prediction, Transaction
-from . import audit
+from . import aggregates, audit
 
-BINS = 1000
+BINS = aggregates.BINS
 PSI_BANDS = ((0.1, "stable"), (0.25, "watch"), (math.inf, "act"))
 
 
@@ -48,32 +48,6 @@ class Period:
         """The first day of a bucket number."""
         days = bucket * 7 - 3 if self.granularity == "week" else bucket
         return dt.date(1970, 1, 1) + dt.timedelta(days=int(days))
-
-
-def _day():
-    return Transaction.tx_time // DAY
-
-
-def _bucket(period: Period):
-    return (_day() + 3) // 7 if period.granularity == "week" else _day()
-
-
-def _score_bin(bins: int):
-    """floor(score · bins), capped at bins − 1 (SQLite's CAST truncates, PostgreSQL's rounds)."""
-    scaled = Prediction.score * (bins - 1e-9)
-    if db.session.get_bind().dialect.name == "postgresql":
-        scaled = func.floor(scaled)
-    return cast(scaled, Integer)
-
-
-def _where(period: Period) -> list:
-    conditions = [
-        Transaction.tx_time >= period.first_day * DAY,
-        Transaction.tx_time < (period.last_day + 1) * DAY,
-    ]
-    if period.model_version:
-        conditions.append(Prediction.model_version == period.model_version)
-    return conditions
 
 
 def history_range() -> tuple[dt.date, dt.date] | None:
@@ -113,48 +87,43 @@ def set_threshold(version: str, threshold: float, user: str) -> None:
     db.session.commit()
 
 
-def performance(period: Period, threshold: float, k: int = 100) -> list[dict]:
+def performance(period: Period, threshold: float) -> list[dict]:
     """Per period bucket and model version: volume, labels and metrics at the threshold."""
-    bucket = _bucket(period).label("bucket")
-    fraud = Transaction.fraud
-    flagged = Prediction.score >= threshold
-    rows = db.session.execute(
-        select(
-            bucket,
-            Prediction.model_version,
-            func.count(),
-            func.count(fraud),
-            func.sum(case((and_(flagged, fraud.is_(True)), 1), else_=0)),
-            func.sum(case((and_(flagged, fraud.is_(False)), 1), else_=0)),
-            func.sum(case((and_(~flagged, fraud.is_(True)), 1), else_=0)),
-            func.sum(case((and_(~flagged, fraud.is_(False)), 1), else_=0)),
+    data = aggregates.bins(period.first_day, period.last_day, period.model_version)
+    bucket = _buckets(period, data["day"])
+    cards = _card_precision(period)
+    flagged = data["bin"] >= math.ceil(threshold * BINS - 1e-9)
+    rows = []
+    for key in sorted(set(zip(bucket.tolist(), data["version"].tolist(), strict=True))):
+        mask = (bucket == key[0]) & (data["version"] == key[1])
+        rows.append(
+            _figures(
+                period,
+                key,
+                {name: column[mask] for name, column in data.items()},
+                flagged[mask],
+                cards.get(key),
+            )
         )
-        .select_from(Prediction)
-        .join(Prediction.transaction)
-        .where(*_where(period))
-        .group_by(bucket, Prediction.model_version)
-        .order_by(bucket, Prediction.model_version)
-    ).all()
-    aps = _average_precision(period)
-    cards = _card_precision(period, k)
-    return [
-        _figures(period, row, aps.get((row[0], row[1])), cards.get((row[0], row[1])))
-        for row in rows
-    ]
+    return rows
 
 
-def _figures(period: Period, row, ap, card_precision) -> dict:
-    bucket, version, predictions, labelled, tp, fp, fn, tn = row
-    precision = tp / (tp + fp) if tp + fp else None
-    recall = tp / (tp + fn) if tp + fn else None
-    f1 = (
-        2 * precision * recall / (precision + recall)
-        if precision and recall
-        else (0.0 if precision == 0 or recall == 0 else None)
-    )
+def _buckets(period: Period, days: np.ndarray) -> np.ndarray:
+    return (days + 3) // 7 if period.granularity == "week" else days
+
+
+def _figures(period: Period, key: tuple, data: dict, flagged: np.ndarray, card_precision) -> dict:
+    count, label = data["count"], data["label"]
+
+    def total(mask):
+        return int(count[mask].sum())
+
+    tp, fp = total(flagged & (label == 1)), total(flagged & (label == 0))
+    fn, tn = total(~flagged & (label == 1)), total(~flagged & (label == 0))
+    predictions, labelled = total(np.ones_like(flagged)), tp + fp + fn + tn
     return {
-        "period": period.bucket_start(bucket).isoformat(),
-        "model_version": version,
+        "period": period.bucket_start(key[0]).isoformat(),
+        "model_version": key[1],
         "predictions": predictions,
         "labelled": labelled,
         "coverage": labelled / predictions if predictions else None,
@@ -162,39 +131,35 @@ def _figures(period: Period, row, ap, card_precision) -> dict:
         "fp": fp,
         "fn": fn,
         "tn": tn,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "ap": ap,
+        **rates(tp, fp, fn),
+        "ap": _average_precision(data),
         "card_precision": card_precision,
     }
 
 
-def _histogram(period: Period, labelled_only: bool = True):
-    """(bucket, version, bin, frauds, count) rows of the score histogram."""
-    bucket = _bucket(period).label("bucket")
-    score_bin = _score_bin(BINS).label("bin")
-    conditions = _where(period) + ([Transaction.fraud.is_not(None)] if labelled_only else [])
-    return db.session.execute(
-        select(
-            bucket,
-            Prediction.model_version,
-            score_bin,
-            func.sum(case((Transaction.fraud.is_(True), 1), else_=0)),
-            func.count(),
-        )
-        .select_from(Prediction)
-        .join(Prediction.transaction)
-        .where(*conditions)
-        .group_by(bucket, Prediction.model_version, score_bin)
-    ).all()
+def rates(tp: int, fp: int, fn: int) -> dict:
+    """Precision, recall and F1 of counts (None where undefined)."""
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def _average_precision(period: Period) -> dict:
-    groups: dict[tuple, list] = {}
-    for bucket, version, score_bin, frauds, count in _histogram(period):
-        groups.setdefault((bucket, version), []).append((score_bin, frauds, count))
-    return {key: ap_from_bins(rows) for key, rows in groups.items()}
+def _labelled_histogram(data: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Frauds and labelled counts per score bin."""
+    labelled = data["label"] >= 0
+    frauds = np.bincount(
+        data["bin"][labelled],
+        weights=data["count"][labelled] * (data["label"][labelled] == 1),
+        minlength=BINS,
+    )
+    counts = np.bincount(data["bin"][labelled], weights=data["count"][labelled], minlength=BINS)
+    return frauds[:BINS], counts[:BINS]
+
+
+def _average_precision(data: dict) -> float | None:
+    frauds, counts = _labelled_histogram(data)
+    return ap_from_bins([(b, frauds[b], counts[b]) for b in np.flatnonzero(counts)])
 
 
 def ap_from_bins(rows) -> float | None:
@@ -208,64 +173,30 @@ def ap_from_bins(rows) -> float | None:
     return float(np.sum(precision * frauds) / frauds.sum())
 
 
-def _card_precision(period: Period, k: int) -> dict:
-    """Per bucket and version: the daily share of frauds among the k customers scored highest
-    (each customer by their best score that day), averaged over the bucket's days."""
-    day = _day().label("day")
-    bucket = _bucket(period).label("bucket")
-    best = (
-        select(
-            bucket,
-            day,
-            Prediction.model_version.label("version"),
-            func.max(Prediction.score).label("score"),
-            func.max(case((Transaction.fraud.is_(True), 1), else_=0)).label("fraud"),
-        )
-        .select_from(Prediction)
-        .join(Prediction.transaction)
-        .where(*_where(period), Prediction.score >= _card_floor())
-        .group_by(bucket, day, Prediction.model_version, Transaction.customer_id)
-    ).subquery()
-    rank = (
-        func.row_number()
-        .over(partition_by=(best.c.day, best.c.version), order_by=best.c.score.desc())
-        .label("rank")
-    )
-    ranked = select(best.c.bucket, best.c.day, best.c.version, best.c.fraud, rank).subquery()
-    rows = db.session.execute(
-        select(ranked.c.bucket, ranked.c.version, ranked.c.day, func.sum(ranked.c.fraud))
-        .where(ranked.c.rank <= k)
-        .group_by(ranked.c.bucket, ranked.c.version, ranked.c.day)
-    ).all()
+def _card_precision(period: Period) -> dict:
+    """Per bucket and version: the mean over its days of the share of frauds among the day's k
+    customers scored highest (each by their best score that day)."""
     per_bucket: dict[tuple, list] = {}
-    for bucket_, version, _, hits in rows:
-        per_bucket.setdefault((bucket_, version), []).append(hits / k)
+    for day, version, hits, k in aggregates.card_days(
+        period.first_day, period.last_day, period.model_version
+    ):
+        bucket = int(_buckets(period, np.array([day]))[0])
+        per_bucket.setdefault((bucket, version), []).append(hits / k)
     return {key: float(np.mean(values)) for key, values in per_bucket.items()}
-
-
-def _card_floor() -> float:
-    """Scores below this cannot reach a day's top k in practice; skipping them keeps it fast."""
-    return current_app.config["MONITOR_CARD_SCORE_FLOOR"]
 
 
 def score_distribution(period: Period, bins: int = 20) -> dict:
     """Counts of scores in `bins` equal bins, by label (fraud, genuine, unlabelled)."""
-    bucket = _score_bin(bins).label("bin")
-    label = case(
-        (Transaction.fraud.is_(True), "fraud"),
-        (Transaction.fraud.is_(False), "genuine"),
-        else_="unlabelled",
-    ).label("label")
-    rows = db.session.execute(
-        select(bucket, label, func.count())
-        .select_from(Prediction)
-        .join(Prediction.transaction)
-        .where(*_where(period))
-        .group_by(bucket, label)
-    ).all()
-    counts = {name: [0] * bins for name in ("fraud", "genuine", "unlabelled")}
-    for score_bin, name, count in rows:
-        counts[name][min(int(score_bin), bins - 1)] += count
+    data = aggregates.bins(period.first_day, period.last_day, period.model_version)
+    coarse = data["bin"] * bins // BINS
+    counts = {}
+    for name, code in (("fraud", 1), ("genuine", 0), ("unlabelled", -1)):
+        mask = data["label"] == code
+        counts[name] = (
+            np.bincount(coarse[mask], weights=data["count"][mask], minlength=bins)[:bins]
+            .astype(int)
+            .tolist()
+        )
     return {"edges": [i / bins for i in range(bins + 1)], **counts}
 
 
@@ -290,12 +221,10 @@ def daily_volume(period: Period) -> list[dict]:
 def threshold_curve(period: Period, target_precision: float = 0.8) -> dict:
     """Precision, recall and F1 against the threshold on the period's labelled predictions,
     with the F1-optimal threshold and the lowest one reaching the target precision."""
-    frauds = np.zeros(BINS)
-    counts = np.zeros(BINS)
-    for _, _, score_bin, fraud_count, count in _histogram(period):
-        frauds[min(int(score_bin), BINS - 1)] += fraud_count
-        counts[min(int(score_bin), BINS - 1)] += count
-    tp = np.cumsum(frauds[::-1])[::-1]  # flagged frauds at threshold = bin / BINS
+    frauds, counts = _labelled_histogram(
+        aggregates.bins(period.first_day, period.last_day, period.model_version)
+    )
+    tp = np.cumsum(frauds[::-1])[::-1]  # frauds flagged at threshold bin / BINS
     flagged = np.cumsum(counts[::-1])[::-1]
     total_frauds = frauds.sum()
     thresholds = np.arange(BINS) / BINS
@@ -309,6 +238,7 @@ def threshold_curve(period: Period, target_precision: float = 0.8) -> dict:
     )
     step = BINS // 100
     reaching = np.flatnonzero((precision >= target_precision) & (flagged > 0))
+    best = int(np.argmax(f1))
     return {
         "labelled": int(counts.sum()),
         "frauds": int(total_frauds),
@@ -316,7 +246,7 @@ def threshold_curve(period: Period, target_precision: float = 0.8) -> dict:
         "precision": precision[::step].tolist(),
         "recall": recall[::step].tolist(),
         "f1": f1[::step].tolist(),
-        "best_f1": {"threshold": float(thresholds[int(np.argmax(f1))]), "f1": float(f1.max())}
+        "best_f1": {"threshold": float(thresholds[best]), "f1": float(f1[best])}
         if total_frauds
         else None,
         "target_precision": target_precision,
@@ -424,18 +354,12 @@ def _window_figures_from_rows(rows: list[dict], period: Period, threshold: float
         key: sum(r[key] for r in rows)
         for key in ("predictions", "labelled", "tp", "fp", "fn", "tn")
     }
-    tp, fp, fn = totals["tp"], totals["fp"], totals["fn"]
-    precision = tp / (tp + fp) if tp + fp else None
-    recall = tp / (tp + fn) if tp + fn else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
     return {
         **totals,
+        **rates(totals["tp"], totals["fp"], totals["fn"]),
         "start": period.start.isoformat(),
         "end": period.end.isoformat(),
         "threshold": threshold,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
         "coverage": totals["labelled"] / totals["predictions"] if totals["predictions"] else None,
     }
 

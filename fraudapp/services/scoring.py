@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from flask import current_app
 from sqlalchemy import Integer, bindparam, cast, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
+from ..metrics import record_predictions
 from ..ml import features
 from ..ml.registry import LoadedModel
 from ..models import DailyCount, Prediction, Transaction
-from ..metrics import record_predictions
+from .aggregates import dialect_insert, mark_dirty
 from .labels import new_receipt
 from .monitoring import serving_threshold
 
@@ -192,11 +191,8 @@ def _count_predictions(results: list[Scored]) -> None:
     day = dt.datetime.now(dt.UTC).date()
     keys = Counter((r.model_version, r.is_fraud, r.id is not None) for r in results)
     table = DailyCount.__table__
-    insert = (
-        postgresql_insert if db.session.get_bind().dialect.name == "postgresql" else (sqlite_insert)
-    )
     for (version, is_fraud, consented), n in keys.items():
-        statement = insert(table).values(
+        statement = dialect_insert(table).values(
             day=day, model_version=version, is_fraud=is_fraud, consented=consented, count=n
         )
         db.session.execute(
@@ -277,6 +273,7 @@ def _store(tx: TransactionIn, result: Scored) -> tuple[int, str]:
             "receipt_hash": receipt_hash,
         },
     ).inserted_primary_key[0]
+    mark_dirty([tx.tx_time // features.DAY])
     return prediction_id, receipt
 
 
