@@ -11,7 +11,7 @@ class Defaults:
     SECRET_KEY = None
     DATABASE_URL = None  # default: SQLite file in the instance folder
     MODEL_DIR = None  # default: instance/models
-    MODEL_CHECK_INTERVAL = 1.0  # seconds between checks of the CURRENT pointer
+    MODEL_CHECK_INTERVAL = 0.5  # seconds between checks of the CURRENT pointer
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     MAX_BATCH = 1000

@@ -1,5 +1,7 @@
 """Liveness for load balancers: /healthz answers with the serving model version."""
 
+import os
+
 from flask import Blueprint, current_app, jsonify
 
 bp = Blueprint("health", __name__)
@@ -7,8 +9,8 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    """200 with the serving version; 503 while no model serves."""
+    """200 with the serving version (and which worker answered); 503 while no model serves."""
     model = current_app.extensions["fraudapp.model"].get()
     if model is None:
-        return jsonify({"status": "no model", "model_version": None}), 503
-    return jsonify({"status": "ok", "model_version": model.version})
+        return jsonify({"status": "no model", "model_version": None, "worker": os.getpid()}), 503
+    return jsonify({"status": "ok", "model_version": model.version, "worker": os.getpid()})

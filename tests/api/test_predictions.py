@@ -1,5 +1,6 @@
 """JSON API: scoring one or many, tokens, field errors, never a 500."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -140,8 +141,9 @@ def test_no_model_is_503_not_500(app, client, auth):
     assert client.get("/healthz").status_code == 503
 
 
-def test_healthz_names_the_version(client):
-    assert client.get("/healthz").get_json() == {"status": "ok", "model_version": "v1"}
+def test_healthz_names_the_version_and_worker(client):
+    body = client.get("/healthz").get_json()
+    assert body == {"status": "ok", "model_version": "v1", "worker": os.getpid()}
 
 
 def test_unknown_api_path_is_json_404(client):
