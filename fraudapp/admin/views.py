@@ -47,7 +47,7 @@ def threshold():
         return redirect(url_for("admin.threshold", **request.args))
     form, period = _period_form()
     target = float(form.target_precision.data or 0.8)
-    current = scoring.decision_threshold(model)
+    current = monitoring.serving_threshold(model.version, model.threshold)  # not the cache
     if not setting.threshold.data:
         setting.threshold.data = round(current, 3)
     return render_template(

@@ -29,11 +29,11 @@ def _priority(column):
 
 
 def add_label(transaction_id: int, fraud: bool, source: str, actor: str) -> Label:
-    """Record a label and make it the label known now unless a higher-ranked source has spoken."""
-    label = Label(transaction_id=transaction_id, fraud=fraud, source=source, actor=actor)
-    db.session.add(label)
-    mark_transaction_dirty(transaction_id)
-    record_label(source)
+    """Record a label and make it the label known now unless a higher-ranked source has spoken.
+
+    The conditional UPDATE comes first: it locks the transaction's row, so concurrent labels of
+    one transaction are numbered in the order their updates apply and the latest label wins.
+    """
     db.session.execute(
         update(Transaction)
         .where(
@@ -42,6 +42,11 @@ def add_label(transaction_id: int, fraud: bool, source: str, actor: str) -> Labe
         )
         .values(fraud=fraud, label_source=source)
     )
+    label = Label(transaction_id=transaction_id, fraud=fraud, source=source, actor=actor)
+    db.session.add(label)
+    db.session.flush()
+    mark_transaction_dirty(transaction_id)
+    record_label(source)
     return label
 
 

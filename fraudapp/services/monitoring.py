@@ -87,40 +87,46 @@ def set_threshold(version: str, threshold: float, user: str) -> None:
     db.session.commit()
 
 
-def performance(period: Period, threshold: float) -> list[dict]:
-    """Per period bucket and model version: volume, labels and metrics at the threshold."""
-    data = aggregates.bins(period.first_day, period.last_day, period.model_version)
+def performance(period: Period, threshold: float, data: dict | None = None) -> list[dict]:
+    """Per period bucket and model version: volume, labels and metrics at the threshold.
+
+    Vectorised over the daily histogram rows: one bincount per figure, grouped by
+    (bucket, version), instead of a pass per bucket.
+    """
+    if data is None:
+        data = aggregates.bins(period.first_day, period.last_day, period.model_version)
     bucket = _buckets(period, data["day"])
-    cards = _card_precision(period)
-    flagged = data["bin"] >= math.ceil(threshold * BINS - 1e-9)
-    rows = []
-    for key in sorted(set(zip(bucket.tolist(), data["version"].tolist(), strict=True))):
-        mask = (bucket == key[0]) & (data["version"] == key[1])
-        rows.append(
-            _figures(
-                period,
-                key,
-                {name: column[mask] for name, column in data.items()},
-                flagged[mask],
-                cards.get(key),
-            )
+    keys, group = (
+        np.unique(
+            np.array([bucket.astype(str), data["version"].astype(str)]).T,
+            axis=0,
+            return_inverse=True,
         )
-    return rows
+        if len(bucket)
+        else (np.empty((0, 2)), np.empty(0, int))
+    )
+    group = group.ravel()
+    flagged = data["bin"] >= math.ceil(threshold * BINS - 1e-9)
+    cell = group * 6 + (data["label"] + 1) * 2 + flagged  # label -1/0/1, passed/flagged
+    counts = np.bincount(cell, weights=data["count"], minlength=len(keys) * 6).reshape(-1, 3, 2)
+    aps = _average_precisions(group, data, len(keys))
+    cards = _card_precision(period)
+    rows = []
+    for g, (bucket_key, version) in enumerate(keys):
+        key = (int(bucket_key), str(version))
+        rows.append(_figures(period, key, counts[g], aps[g], cards.get(key)))
+    return sorted(rows, key=lambda r: (r["period"], r["model_version"]))
 
 
 def _buckets(period: Period, days: np.ndarray) -> np.ndarray:
     return (days + 3) // 7 if period.granularity == "week" else days
 
 
-def _figures(period: Period, key: tuple, data: dict, flagged: np.ndarray, card_precision) -> dict:
-    count, label = data["count"], data["label"]
-
-    def total(mask):
-        return int(count[mask].sum())
-
-    tp, fp = total(flagged & (label == 1)), total(flagged & (label == 0))
-    fn, tn = total(~flagged & (label == 1)), total(~flagged & (label == 0))
-    predictions, labelled = total(np.ones_like(flagged)), tp + fp + fn + tn
+def _figures(period: Period, key: tuple, counts: np.ndarray, ap, card_precision) -> dict:
+    """One row of the performance table from its [label][flagged] counts."""
+    (_, _), (tn, fp), (fn, tp) = counts.astype(int).tolist()
+    predictions = int(counts.sum())
+    labelled = tp + fp + fn + tn
     return {
         "period": period.bucket_start(key[0]).isoformat(),
         "model_version": key[1],
@@ -132,9 +138,27 @@ def _figures(period: Period, key: tuple, data: dict, flagged: np.ndarray, card_p
         "fn": fn,
         "tn": tn,
         **rates(tp, fp, fn),
-        "ap": _average_precision(data),
+        "ap": ap,
         "card_precision": card_precision,
     }
+
+
+def _average_precisions(group: np.ndarray, data: dict, groups: int) -> list[float | None]:
+    """AP per group from its labelled score histogram, bins ranked high to low."""
+    labelled = data["label"] >= 0
+    index = group[labelled] * BINS + (BINS - 1 - data["bin"][labelled])  # high scores first
+    weights = data["count"][labelled]
+    frauds = np.bincount(
+        index, weights=weights * (data["label"][labelled] == 1), minlength=groups * BINS
+    ).reshape(groups, BINS)
+    counts = np.bincount(index, weights=weights, minlength=groups * BINS).reshape(groups, BINS)
+    cum_frauds, cum_counts = np.cumsum(frauds, axis=1), np.cumsum(counts, axis=1)
+    precision = np.divide(
+        cum_frauds, cum_counts, out=np.zeros_like(cum_frauds), where=cum_counts > 0
+    )
+    totals = frauds.sum(axis=1)
+    ap = np.divide((precision * frauds).sum(axis=1), totals, out=np.zeros(groups), where=totals > 0)
+    return [float(a) if t > 0 else None for a, t in zip(ap, totals, strict=True)]
 
 
 def rates(tp: int, fp: int, fn: int) -> dict:
@@ -155,11 +179,6 @@ def _labelled_histogram(data: dict) -> tuple[np.ndarray, np.ndarray]:
     )
     counts = np.bincount(data["bin"][labelled], weights=data["count"][labelled], minlength=BINS)
     return frauds[:BINS], counts[:BINS]
-
-
-def _average_precision(data: dict) -> float | None:
-    frauds, counts = _labelled_histogram(data)
-    return ap_from_bins([(b, frauds[b], counts[b]) for b in np.flatnonzero(counts)])
 
 
 def ap_from_bins(rows) -> float | None:
@@ -185,9 +204,10 @@ def _card_precision(period: Period) -> dict:
     return {key: float(np.mean(values)) for key, values in per_bucket.items()}
 
 
-def score_distribution(period: Period, bins: int = 20) -> dict:
+def score_distribution(period: Period, bins: int = 20, data: dict | None = None) -> dict:
     """Counts of scores in `bins` equal bins, by label (fraud, genuine, unlabelled)."""
-    data = aggregates.bins(period.first_day, period.last_day, period.model_version)
+    if data is None:
+        data = aggregates.bins(period.first_day, period.last_day, period.model_version)
     coarse = data["bin"] * bins // BINS
     counts = {}
     for name, code in (("fraud", 1), ("genuine", 0), ("unlabelled", -1)):
@@ -441,14 +461,15 @@ def dashboard(period: Period) -> dict:
 
     model = serving_model()
     threshold = serving_threshold(model.version, model.threshold)
-    rows = performance(period, threshold)
+    data = aggregates.bins(period.first_day, period.last_day, period.model_version)
+    rows = performance(period, threshold, data)
     return {
         "model_version": model.version,
         "threshold": threshold,
         "trained_threshold": model.threshold,
         "performance": rows,
         "totals": _window_figures_from_rows(rows, period, threshold),
-        "distribution": score_distribution(period),
+        "distribution": score_distribution(period, data=data),
         "volume": daily_volume(period),
         "drift": drift(model.meta, current_app.config["ALERT_WINDOW_DAYS"]),
         "snapshots": latest_snapshots(),

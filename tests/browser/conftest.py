@@ -1,7 +1,10 @@
 """End-to-end browser fixtures: a real gunicorn on a fresh demo instance, and chromium.
 
 The server is set up exactly as `make run` does it (`flask db upgrade`, `flask init-demo`, gunicorn
-with two workers), on a temporary instance folder and small demo sizes. Its database is
+with gunicorn.conf.py), on a temporary instance folder and small demo sizes, with three workers so
+concurrent requests really meet in different processes. Besides the demo admin (whose password
+init-demo prints once), the fixture creates an analyst and an API token with the same commands an
+operator would use, and hands out all three credentials. Its database is
 FRAUDAPP_DATABASE_URL when set (PostgreSQL runs: every table is dropped first so the migrations run
 clean, and again at the end), else a temporary SQLite file of its own.
 
@@ -15,6 +18,8 @@ import contextlib
 import http.client
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -48,6 +53,10 @@ DEMO_SIZES = {
 }
 STEP_TIMEOUT = 300  # seconds for each of `db upgrade` and `init-demo`
 START_TIMEOUT = 60  # seconds for gunicorn to answer /healthz with 200
+WORKERS = 3
+ANALYST = "analyst"
+TOKEN_NAME = "browser-tests"
+DEMO_ADMIN_LINE = re.compile(r"created the demo admin — user: (\S+)\s+password: (\S+)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -65,10 +74,7 @@ def _free_port() -> int:
 
 def _drop_all_tables(url: str) -> None:
     """Drop every table (alembic_version included) of the suite's database."""
-    url = make_url(url)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    engine = create_engine(url)
+    engine = create_engine(engine_url(url))
     try:
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":  # fail, don't hang, on a held lock
@@ -80,8 +86,16 @@ def _drop_all_tables(url: str) -> None:
         engine.dispose()
 
 
-def _run_step(args: list[str], env: dict, log: Path) -> None:
-    """Run one setup command like `make run` does; fail with its output if it fails."""
+def engine_url(url: str):
+    """A SQLAlchemy URL for the server's database (psycopg 3 for plain postgresql:// URLs)."""
+    url = make_url(url)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _run_step(args: list[str], env: dict, log: Path) -> str:
+    """Run one setup command like `make run` does; its output, or fail with it if it fails."""
     try:
         done = subprocess.run(
             args,
@@ -102,6 +116,7 @@ def _run_step(args: list[str], env: dict, log: Path) -> None:
         pytest.fail(
             f"`{' '.join(args)}` exited with {done.returncode}:\n{done.stdout}\n{done.stderr}"
         )
+    return done.stdout
 
 
 def _healthz(url: str) -> tuple[int, dict | None]:
@@ -126,7 +141,11 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory) -> dict:
-    """A real gunicorn serving a fresh demo instance: {"url", "model_version", "log"}."""
+    """A real gunicorn serving a fresh demo instance.
+
+    {"url", "model_version", "log", "instance", "database_url", "env",
+     "admin", "admin_password", "analyst", "analyst_password", "token_name", "token"}
+    """
     tmp = tmp_path_factory.mktemp("live")
     instance = tmp / "instance"
     log = tmp / "server.log"
@@ -144,11 +163,30 @@ def live_server(tmp_path_factory) -> dict:
     }
     flask = [str(BIN / "flask"), "--app", "fraudapp"]
     _run_step([*flask, "db", "upgrade"], env, log)
-    _run_step([*flask, "init-demo"], env, log)
+    demo = _run_step([*flask, "init-demo"], env, log)
+    admin = DEMO_ADMIN_LINE.search(demo)
+    if admin is None:
+        pytest.fail(f"`flask init-demo` did not print the demo admin's password:\n{demo}")
+    analyst_password = secrets.token_urlsafe(12)
+    _run_step(
+        [*flask, "create-user", ANALYST, "--role", "analyst", "--password", analyst_password],
+        env,
+        log,
+    )
+    token = _run_step([*flask, "create-api-token", TOKEN_NAME], env, log).split()[-1]
+    credentials = {
+        "admin": admin.group(1),
+        "admin_password": admin.group(2),
+        "analyst": ANALYST,
+        "analyst_password": analyst_password,
+        "token_name": TOKEN_NAME,
+        "token": token,
+    }
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    gunicorn = [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}"]
+    gunicorn = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py"]
+    gunicorn += ["--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}"]
     gunicorn += ["--access-logfile", "-", "wsgi:app"]
     with log.open("a") as out:
         out.write(f"$ {' '.join(gunicorn)}\n")
@@ -164,7 +202,15 @@ def live_server(tmp_path_factory) -> dict:
         )
     try:
         health = _wait_until_healthy(process, url, log)
-        yield {"url": url, "model_version": health["model_version"], "log": log}
+        yield {
+            "url": url,
+            "model_version": health["model_version"],
+            "log": log,
+            "instance": instance,
+            "database_url": database_url,
+            "env": env,
+            **credentials,
+        }
     finally:
         _stop(process)
         if suite_url:
@@ -193,6 +239,14 @@ def _wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> dict:
     )
 
 
+@pytest.fixture
+def live_db(live_server):
+    """An SQLAlchemy engine on the live server's database, to check what the server stored."""
+    engine = create_engine(engine_url(live_server["database_url"]))
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def browser():
     """Debian's chromium through Playwright (its own browser download is not used)."""
@@ -210,12 +264,39 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server):
+def new_page(browser, live_server):
+    """Make pages in fresh browser contexts (own cookies: another person), closed at the end."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(
+            base_url=live_server["url"], viewport={"width": 1200, "height": 900}
+        )
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
     """A fresh browser context (own cookies) with the server as base URL."""
-    context = browser.new_context(
-        base_url=live_server["url"], viewport={"width": 1200, "height": 900}
-    )
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
+    return new_page()
+
+
+@pytest.fixture
+def login(live_server):
+    """Log a page in through /login as "admin" or "analyst" (the fixture's accounts)."""
+
+    def log_in(page, role: str) -> None:
+        page.goto("/login")
+        page.fill("#username", live_server[role])
+        page.fill("#password", live_server[f"{role}_password"])
+        with page.expect_navigation():
+            page.click("#submit")
+        assert "/login" not in page.url, page.inner_text("main")
+
+    return log_in
