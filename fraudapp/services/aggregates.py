@@ -51,7 +51,8 @@ def mark_transaction_dirty(transaction_id: int) -> None:
 def mark_all_dirty() -> None:
     """After bulk changes: every day that has a stored prediction."""
     days = db.session.scalars(
-        select((Transaction.tx_time // DAY).distinct())
+        select(Transaction.tx_time // DAY)
+        .distinct()
         .select_from(Prediction)
         .join(Prediction.transaction)
     ).all()

@@ -14,7 +14,7 @@ from fraudapp.extensions import db
 from fraudapp.models import AuditEvent, MonitoringSnapshot
 from fraudapp.services import monitoring
 from fraudapp.services.demo import ensure_predictions
-from tests.conftest import login
+from tests.conftest import login, predict
 
 
 @pytest.fixture
@@ -165,3 +165,21 @@ def test_audit_log_lists_and_filters(client, users):
     assert "login.failed" in page and "1 event(s)" in page
     today = dt.date.today()
     assert "login" in client.get(f"/admin/audit?since={today}&actor=admin").text
+
+
+def test_aggregates_follow_labels_and_deletions(scored_history, client, auth):
+    from fraudapp.services import aggregates
+
+    period = _period()
+    before = monitoring.performance(period, threshold=0.5)
+    aggregates.mark_all_dirty()
+    assert aggregates.refresh() > 0
+    assert monitoring.performance(period, threshold=0.5) == before  # a rebuild changes nothing
+    body = predict(client, auth, tx_datetime=f"{period.end}T12:00:00")
+    day_rows = [r for r in monitoring.performance(period, 0.5) if r["period"] == str(period.end)]
+    assert sum(r["predictions"] for r in day_rows) == sum(
+        r["predictions"] for r in before if r["period"] == str(period.end)) + 1
+    client.post(f"/api/v1/predictions/{body['id']}/feedback", json={"label": "fraud"},
+                headers=auth)
+    after = [r for r in monitoring.performance(period, 0.5) if r["period"] == str(period.end)]
+    assert sum(r["labelled"] for r in after) == sum(r["labelled"] for r in day_rows) + 1
