@@ -14,7 +14,6 @@ retrained, scored on the very same transactions and features.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import tempfile
 import time

@@ -47,7 +47,7 @@ def configure(app: Flask, test_config: dict | None) -> None:
 
 
 def _require_secret_key(app: Flask) -> None:
-    """A missing SECRET_KEY is an error for a server; debug, tests and CLI commands get a random one."""
+    """No SECRET_KEY: an error for a server; debug, tests and CLI commands get a random one."""
     if app.config.get("SECRET_KEY"):
         return
     if not (app.debug or app.testing or click.get_current_context(silent=True)):

@@ -1,4 +1,4 @@
-"""bench/replay.py end to end on a short simulated stretch: API scoring, feedback, weekly retrain."""
+"""bench/replay.py end to end on a short simulated stretch: scoring, feedback, weekly retraining."""
 
 import subprocess
 import sys

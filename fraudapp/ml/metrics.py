@@ -1,4 +1,4 @@
-"""Fraud-detection metrics: threshold-free (AUC, AP, card precision top-k) and at a decision threshold."""
+"""Fraud-detection metrics: threshold-free (AUC, AP, card precision top-k) and at a threshold."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 def card_precision_top_k(days, customers, scores, labels, k: int = 100) -> float:
     """Card precision top-k as the Handbook defines it.
 
-    Each day, score each customer by their highest transaction score, skip customers already detected
-    on earlier days, take the k best, and count the share really compromised (a fraud that day);
-    the result is the mean over days.
+    Each day, score each customer by their highest transaction score, skip customers already
+    detected on earlier days, take the k best, and count the share really compromised (a fraud
+    that day); the result is the mean over days.
     """
     days, customers = np.asarray(days), np.asarray(customers)
     scores, labels = np.asarray(scores, dtype=float), np.asarray(labels)
@@ -52,7 +52,7 @@ def at_threshold(scores, labels, threshold: float) -> dict[str, float]:
 
 
 def best_f1_threshold(scores, labels) -> float:
-    """The decision threshold that maximises F1 on (validation) scores; 0.5 when there is no fraud."""
+    """The threshold that maximises F1 on (validation) scores; 0.5 when there is no fraud."""
     labels = np.asarray(labels)
     if labels.sum() == 0:
         return 0.5

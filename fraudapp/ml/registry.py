@@ -180,8 +180,7 @@ class Registry:
             lines = (self.root / HISTORY).read_text().split()
         except FileNotFoundError:
             return None
-        served = [word for word in lines[1::2]]
-        for name in reversed(served):
+        for name in reversed(lines[1::2]):
             if name != current and name in self.versions():
                 return name
         return None

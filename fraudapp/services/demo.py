@@ -1,4 +1,4 @@
-"""First-run setup: a secret key, demo history ending today, and a first model — only where missing."""
+"""First-run setup: a secret key, demo history ending today, a first model — only where missing."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .training import latest_windows, registry, train_and_publish
 
 
 def ensure_secret_key(instance_path: str) -> bool:
-    """Write a generated SECRET_KEY into instance/config.py unless one is configured; True if written."""
+    """Write a generated SECRET_KEY into instance/config.py unless one is there; True if written."""
     path = Path(instance_path) / "config.py"
     existing = path.read_text() if path.exists() else ""
     if "SECRET_KEY" in existing:

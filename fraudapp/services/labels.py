@@ -68,7 +68,7 @@ def label_by_analyst(prediction_ids: list[int], fraud: bool, analyst: str) -> in
     found = db.session.execute(
         select(Prediction.id, Prediction.transaction_id).where(Prediction.id.in_(prediction_ids))
     ).all()
-    for prediction_id, transaction_id in found:
+    for _, transaction_id in found:
         add_label(transaction_id, fraud, "analyst", analyst)
     if found:
         audit.record(

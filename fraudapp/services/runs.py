@@ -10,6 +10,7 @@ seconds lets a dead trainer's run be found and failed.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import socket
 import threading
@@ -125,6 +126,9 @@ def fail_stale(max_silence: float) -> int:
             progress="failed",
             error="the trainer stopped sending heartbeats (it died or lost the database)",
         )
+        # Not "evaluate": SQLite hands back naive datetimes, which Python cannot compare with
+        # the aware limit (TypeError whenever a loaded running run sits in the session).
+        .execution_options(synchronize_session=False)
     )
     db.session.commit()
     return result.rowcount
@@ -242,8 +246,9 @@ def _execute(run: TrainingRun) -> None:
         _step(run, f"training on {len(train_rows):,} labelled transactions")
         result = train(history, windows)
         _step(run, "evaluating the candidate and the champion")
-        run.candidate_metrics = result.metrics
-        run.champion_version, run.champion_metrics = _champion_metrics(history, valid_rows)
+        run.candidate_metrics = _finite(result.metrics)
+        run.champion_version, champion = _champion_metrics(history, valid_rows)
+        run.champion_metrics = _finite(champion)
         _step(run, "publishing")
     except _Cancelled:
         run.status, run.progress, run.finished_at = "cancelled", "cancelled", utcnow()
@@ -253,6 +258,14 @@ def _execute(run: TrainingRun) -> None:
     run.promotion = _apply_policy(run)
     run.status, run.progress, run.finished_at = "succeeded", "done", utcnow()
     db.session.commit()
+
+
+def _finite(metrics: dict | None) -> dict | None:
+    """Metrics with NaN (AUC and AP of a window with one class only) as None: PostgreSQL's JSON
+    refuses NaN, which failed the whole run at its "publishing" step."""
+    if metrics is None:
+        return None
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}
 
 
 def _label_counts(history, rows: np.ndarray) -> dict:

@@ -1,4 +1,4 @@
-"""Scoring: a transaction → online features from the history → the serving model → stored prediction.
+"""Scoring: a transaction → online features from the history → the serving model → a prediction.
 
 The hot path runs two indexed range queries, numpy feature code and one booster call on one thread;
 contributions are computed only when an explanation is asked for.

@@ -6,7 +6,7 @@ import pytest
 
 from fraudapp.ml import features
 from fraudapp.ml.handbook import to_unix_seconds
-from tests.conftest import HANDBOOK_RAW, HANDBOOK_TRANSFORMED, handbook_file
+from tests.conftest import HANDBOOK_TRANSFORMED, handbook_file
 
 
 def _same_second_rows(frame: pd.DataFrame) -> np.ndarray:

@@ -38,7 +38,8 @@ def test_import_adds_transactions_and_imported_labels(app, tmp_path):
 def test_reimport_adds_nothing_twice(app, tmp_path):
     path = _write(tmp_path / "a.csv", ROWS)
     import_transactions(path)
-    again = import_transactions(_write(tmp_path / "b.csv", ROWS + ["3,2018-04-02 10:00:00,1,2,3.5,9,0\n"]))
+    more = ROWS + ["3,2018-04-02 10:00:00,1,2,3.5,9,0\n"]
+    again = import_transactions(_write(tmp_path / "b.csv", more))
     assert (again.inserted, again.skipped, again.labels) == (1, 3, 1)
     assert _count(Transaction) == 4 and _count(Label) == 4
 
