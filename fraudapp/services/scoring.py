@@ -108,39 +108,33 @@ def _rows(statement, **params) -> tuple[np.ndarray, np.ndarray]:
 
 def online_features(tx: TransactionIn) -> np.ndarray:
     """The feature vector of a new transaction from the history stored before it."""
-    t = tx.tx_time
-    customer = _rows(
-        _CUSTOMER_ROWS,
-        customer=tx.customer_id,
-        start=t - features.CUSTOMER_LOOKBACK_DAYS * features.DAY,
-        end=t,
-    )
-    terminal = _rows(
-        _TERMINAL_ROWS,
-        terminal=tx.terminal_id,
-        start=t - features.TERMINAL_LOOKBACK_DAYS * features.DAY,
-        end=t - features.TERMINAL_DELAY_DAYS * features.DAY,
-    )
-    return features.features_for_one(t, tx.amount, customer, terminal)
+    return _features(tx.tx_time, tx.amount, tx.customer_id, tx.terminal_id, _CUSTOMER_ROWS)
 
 
 def features_of_stored(transaction: Transaction) -> np.ndarray:
     """The features a stored transaction had when it arrived: only the history stored before it."""
-    t = transaction.tx_time
-    statement = _CUSTOMER_ROWS.where(Transaction.id < transaction.id)
+    earlier = _CUSTOMER_ROWS.where(Transaction.id < transaction.id)
+    return _features(
+        transaction.tx_time,
+        transaction.amount,
+        transaction.customer_id,
+        transaction.terminal_id,
+        earlier,
+    )
+
+
+def _features(t: int, amount: float, customer_id: int, terminal_id: int, customer_rows):
+    day = features.DAY
     customer = _rows(
-        statement,
-        customer=transaction.customer_id,
-        start=t - features.CUSTOMER_LOOKBACK_DAYS * features.DAY,
-        end=t,
+        customer_rows, customer=customer_id, start=t - features.CUSTOMER_LOOKBACK_DAYS * day, end=t
     )
     terminal = _rows(
         _TERMINAL_ROWS,
-        terminal=transaction.terminal_id,
-        start=t - features.TERMINAL_LOOKBACK_DAYS * features.DAY,
-        end=t - features.TERMINAL_DELAY_DAYS * features.DAY,
+        terminal=terminal_id,
+        start=t - features.TERMINAL_LOOKBACK_DAYS * day,
+        end=t - features.TERMINAL_DELAY_DAYS * day,
     )
-    return features.features_for_one(t, transaction.amount, customer, terminal)
+    return features.features_for_one(t, amount, customer, terminal)
 
 
 def serving_model() -> LoadedModel:
