@@ -16,10 +16,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The web server and the trainer (Procfile), under honcho; gunicorn.conf.py reads the bind address
+# and the worker count from FRAUDAPP_BIND / FRAUDAPP_WORKERS. Ctrl-C (or SIGTERM) stops both.
+run: export FRAUDAPP_BIND = $(HOST):$(PORT)
+run: export FRAUDAPP_WORKERS = $(WORKERS)
+run: export PYTHONUNBUFFERED = 1
 run: install
 	$(FLASK) db upgrade
 	$(FLASK) init-demo
-	$(VENV)/bin/gunicorn --config gunicorn.conf.py --workers $(WORKERS) --bind $(HOST):$(PORT) wsgi:app
+	$(VENV)/bin/honcho start
 
 test: install
 	$(PY) -m pytest

@@ -1,7 +1,8 @@
-"""Admin pages: the monitoring dashboard, threshold tuning, the audit log, CSV exports."""
+"""Admin pages: the monitoring dashboard, threshold tuning, the audit log, CSV exports, training
+runs and the model registry."""
 
 from flask import Blueprint
 
 bp = Blueprint("admin", __name__)
 
-from . import views  # noqa: E402,F401  (routes attach to bp)
+from . import runs, views  # noqa: E402,F401  (routes attach to bp)

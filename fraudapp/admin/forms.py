@@ -58,3 +58,7 @@ class AuditFilterForm(FlaskForm):
     action = SelectField("Action", choices=choices([""]), default="")
     since = DateField("From", validators=[Optional()])
     until = DateField("To", validators=[Optional()])
+
+
+class ButtonForm(FlaskForm):
+    """A POST button (retrain, cancel, promote, roll back): nothing but the CSRF token."""

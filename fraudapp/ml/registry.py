@@ -165,25 +165,39 @@ class Registry:
             return None
         return name or None
 
-    def set_current(self, version: str, *, verify: bool = True) -> None:
+    def set_current(self, version: str, *, verify: bool = True, action: str = "promote") -> None:
         """Point CURRENT at a version (checked loadable first), atomically; logged in HISTORY."""
         if verify:
             self.load(version)
         self._write_atomic(POINTER, version + "\n")
         with open(self.root / HISTORY, "a") as handle:
-            handle.write(f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {version}\n")
+            stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            handle.write(f"{stamp} {version} {action}\n")
 
     def previous(self) -> str | None:
-        """The version that served before the current one, for rollback."""
-        current = self.current()
+        """The version to roll back to: the one promoted before the current one, skipping the
+        ones already rolled back (repeated rollbacks walk back through the promotions)."""
         try:
-            lines = (self.root / HISTORY).read_text().split()
+            lines = (self.root / HISTORY).read_text().splitlines()
         except FileNotFoundError:
             return None
-        for name in reversed(lines[1::2]):
-            if name != current and name in self.versions():
-                return name
-        return None
+        served: list[str] = []
+        for line in lines:
+            _, version, *action = line.split()
+            if action == ["rollback"]:
+                del served[-1:]
+            elif not served or served[-1] != version:
+                served.append(version)
+        candidates = [v for v in served[:-1] if v in self.versions()]
+        return candidates[-1] if candidates else None
+
+    def rollback(self) -> str:
+        """Serve the previous version; its name."""
+        previous = self.previous()
+        if previous is None:
+            raise RegistryError("no earlier version to roll back to")
+        self.set_current(previous, action="rollback")
+        return previous
 
     def _write_atomic(self, name: str, text: str) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=self.root)

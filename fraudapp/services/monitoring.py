@@ -148,10 +148,18 @@ def _average_precisions(group: np.ndarray, data: dict, groups: int) -> list[floa
     labelled = data["label"] >= 0
     index = group[labelled] * BINS + (BINS - 1 - data["bin"][labelled])  # high scores first
     weights = data["count"][labelled]
-    frauds = np.bincount(
-        index, weights=weights * (data["label"][labelled] == 1), minlength=groups * BINS
-    ).reshape(groups, BINS)
-    counts = np.bincount(index, weights=weights, minlength=groups * BINS).reshape(groups, BINS)
+    frauds = (
+        np.bincount(
+            index, weights=weights * (data["label"][labelled] == 1), minlength=groups * BINS
+        )
+        .astype(float)
+        .reshape(groups, BINS)
+    )
+    counts = (
+        np.bincount(index, weights=weights, minlength=groups * BINS)
+        .astype(float)
+        .reshape(groups, BINS)
+    )
     cum_frauds, cum_counts = np.cumsum(frauds, axis=1), np.cumsum(counts, axis=1)
     precision = np.divide(
         cum_frauds, cum_counts, out=np.zeros_like(cum_frauds), where=cum_counts > 0

@@ -82,11 +82,10 @@ def promote(version: str, by: str) -> None:
 
 def rollback(by: str) -> str:
     """Serve the version that served before the current one; audited."""
-    reg = registry()
-    previous = reg.previous()
-    if previous is None:
-        raise RunError("no earlier version to roll back to")
-    reg.set_current(previous)
+    try:
+        previous = registry().rollback()
+    except RegistryError as exc:
+        raise RunError(str(exc)) from exc
     audit.record("model.rolled_back", target=previous, actor=by)
     db.session.commit()
     _published(previous)

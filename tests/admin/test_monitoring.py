@@ -183,3 +183,9 @@ def test_aggregates_follow_labels_and_deletions(scored_history, client, auth):
                 headers=auth)
     after = [r for r in monitoring.performance(period, 0.5) if r["period"] == str(period.end)]
     assert sum(r["labelled"] for r in after) == sum(r["labelled"] for r in day_rows) + 1
+
+
+def test_dashboard_without_any_prediction(client, users):
+    login(client, "admin")
+    assert client.get("/admin/").status_code == 200
+    assert client.get("/admin/threshold").status_code == 200

@@ -71,8 +71,10 @@ def test_pointer_promote_and_rollback(tmp_path, booster):
         registry.set_current(registry.publish(booster, _meta()))
     assert registry.current() == "v3"
     assert registry.previous() == "v2"
-    registry.set_current("v1")
-    assert registry.previous() == "v3"
+    assert registry.rollback() == "v2" and registry.rollback() == "v1"
+    assert registry.previous() is None  # rollbacks walk back through promotions, not forth
+    registry.set_current("v3")
+    assert registry.previous() == "v1"
 
 
 def test_serving_model_swaps_and_keeps_serving_when_the_new_version_is_bad(tmp_path, booster):

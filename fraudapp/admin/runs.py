@@ -1,0 +1,162 @@
+"""Admin pages of training runs: the runs and the registry, one run's progress, and the buttons
+that queue a run, cancel it, promote a version and roll back (all POST, CSRF, post/redirect/get)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import current_app, flash, jsonify, redirect, render_template, url_for
+from flask_login import current_user
+
+from ..auth.decorators import role_required
+from ..extensions import db
+from ..ml.registry import RegistryError
+from ..models import TrainingRun
+from ..services import runs as runs_service
+from ..services.training import registry
+from . import bp
+from .forms import ButtonForm
+
+METRICS = ("auc", "ap", "cp_at_100", "precision", "recall", "f1", "threshold")
+
+
+@bp.get("/runs")
+@role_required("admin")
+def training_runs():
+    """Recent runs, the registry's versions with the serving one, the triggers and the buttons."""
+    reg = registry()
+    return render_template(
+        "admin/runs.html",
+        runs=runs_service.recent(),
+        serving=reg.current(),
+        versions=_versions(reg),
+        previous=reg.previous(),
+        every_days=current_app.config["RETRAIN_EVERY_DAYS"],
+        on_alert=current_app.config["RETRAIN_ON_ALERT"],
+    )
+
+
+def _versions(reg) -> list[dict]:
+    """Every registry version, newest first, with its test metrics (None when unreadable)."""
+    rows = []
+    for version in reversed(reg.versions()):
+        try:
+            meta = reg.meta(version)
+        except RegistryError:
+            meta = {}
+        rows.append(
+            {
+                "version": version,
+                "created_at": meta.get("created_at"),
+                "windows": meta.get("windows") or {},
+                "metrics": meta.get("metrics") or {},
+            }
+        )
+    return rows
+
+
+@bp.post("/runs")
+@role_required("admin")
+def retrain():
+    """Queue a run for the trainer (or show the one already queued or running)."""
+    if not ButtonForm().validate_on_submit():
+        flash("The form expired; please try again.", "error")
+        return redirect(url_for("admin.training_runs"))
+    run = runs_service.request_run("admin", current_user.username)
+    if run.status == "queued":
+        flash(f"Training run {run.id} is queued; the trainer will pick it up.", "success")
+    else:
+        flash(f"Training run {run.id} is already running; no new run was queued.", "info")
+    return redirect(url_for("admin.training_run", run_id=run.id))
+
+
+@bp.get("/runs/<int:run_id>")
+@role_required("admin")
+def training_run(run_id: int):
+    """One run: status and progress (polled while active), windows, candidate against champion."""
+    run = db.get_or_404(TrainingRun, run_id)
+    return render_template("admin/run.html", run=run, metrics=METRICS, serving=registry().current())
+
+
+@bp.get("/runs/<int:run_id>.json")
+@role_required("admin")
+def training_run_json(run_id: int):
+    """A run's status and progress, for the page's polling script."""
+    run = db.get_or_404(TrainingRun, run_id)
+    return jsonify(
+        {
+            "id": run.id,
+            "status": run.status,
+            "active": run.active,
+            "progress": run.progress,
+            "cancel_requested": run.cancel_requested,
+            "version": run.version,
+            "promotion": run.promotion,
+            "error": run.error,
+            "created_at": _iso(run.created_at),
+            "started_at": _iso(run.started_at),
+            "heartbeat_at": _iso(run.heartbeat_at),
+            "finished_at": _iso(run.finished_at),
+        }
+    )
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite hands back naive UTC datetimes)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+
+
+@bp.post("/runs/<int:run_id>/cancel")
+@role_required("admin")
+def cancel_run(run_id: int):
+    """Cancel a queued run, or ask a running one to stop before it publishes."""
+    if not ButtonForm().validate_on_submit():
+        flash("The form expired; please try again.", "error")
+        return redirect(url_for("admin.training_runs"))
+    try:
+        run = runs_service.cancel(run_id, current_user.username)
+    except runs_service.RunError as exc:
+        flash(f"Cannot cancel: {exc}.", "error")
+        return redirect(url_for("admin.training_runs"))
+    if run.status == "cancelled":
+        flash(f"Training run {run.id} is cancelled.", "success")
+    else:
+        flash(f"Training run {run.id} will stop at its next step and publish nothing.", "info")
+    return redirect(url_for("admin.training_run", run_id=run.id))
+
+
+@bp.post("/models/<version>/promote")
+@role_required("admin")
+def promote_model(version: str):
+    """Serve a registry version (loaded and verified first)."""
+    if not ButtonForm().validate_on_submit():
+        flash("The form expired; please try again.", "error")
+        return redirect(url_for("admin.training_runs"))
+    if version not in registry().versions():
+        flash(f"Cannot promote {version}: there is no such version.", "error")
+        return redirect(url_for("admin.training_runs"))
+    try:
+        runs_service.promote(version, current_user.username)
+    except RegistryError as exc:  # present but unreadable or not verifiable
+        flash(f"Cannot promote {version}: {exc}. The serving version is unchanged.", "error")
+    else:
+        flash(f"{version} is now serving (every worker within a second).", "success")
+    return redirect(url_for("admin.training_runs"))
+
+
+@bp.post("/models/rollback")
+@role_required("admin")
+def rollback_model():
+    """Serve the version that served before the current one."""
+    if not ButtonForm().validate_on_submit():
+        flash("The form expired; please try again.", "error")
+        return redirect(url_for("admin.training_runs"))
+    try:
+        previous = runs_service.rollback(current_user.username)
+    except (RegistryError, runs_service.RunError) as exc:
+        flash(f"Cannot roll back: {exc}. The serving version is unchanged.", "error")
+    else:
+        flash(f"Rolled back: {previous} is now serving.", "success")
+    return redirect(url_for("admin.training_runs"))

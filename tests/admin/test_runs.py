@@ -1,0 +1,456 @@
+"""Training runs: queue, claim, execute, policy, cancel, stale runs, trainer, admin pages."""
+
+import datetime as dt
+import shutil
+import threading
+
+import pytest
+from sqlalchemy import select, update
+
+from fraudapp.extensions import db
+from fraudapp.ml.metrics import evaluate
+from fraudapp.ml.training import Windows, predict, split
+from fraudapp.models import AuditEvent, TrainingRun, Transaction, utcnow
+from fraudapp.services import runs
+from fraudapp.services.history import load_history
+from fraudapp.services.training import registry
+from tests.conftest import login
+
+
+@pytest.fixture
+def small(app, monkeypatch):
+    """A quick retraining set-up on the small simulated history (one LightGBM thread: on a busy
+    machine, training on every core is several times slower)."""
+    app.config.update(RETRAIN_TRAIN_DAYS=7, PROMOTE_MIN_LABELS=10, TRAINER_NICE=0)
+    monkeypatch.setenv("FRAUDAPP_TRAINING_THREADS", "1")
+    return app
+
+
+def _copy_of_v1() -> str:
+    """A second registry version without training: v1's model under the next number."""
+    reg = registry()
+    meta = {k: v for k, v in reg.meta("v1").items() if k not in ("sha256", "version")}
+    return reg.install((reg.path("v1") / "model.txt").read_text(), meta)
+
+
+def _actions(action: str) -> list[AuditEvent]:
+    return list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def test_a_run_trains_and_compares_candidate_and_champion_on_the_same_window(small, stored_history):
+    small.config["PROMOTE_AP_MARGIN"] = -1  # the candidate would need AP ≥ champion + 1: never
+    run = runs.request_run("admin", "admin")
+    assert (run.status, run.reason, run.requested_by) == ("queued", "admin", "admin")
+    claimed = runs.claim("test:1")
+    assert claimed.id == run.id and claimed.status == "running" and claimed.worker == "test:1"
+    run = runs.execute(claimed)
+
+    assert run.status == "succeeded", run.error
+    assert run.progress == "done" and run.finished_at is not None
+    reg = registry()
+    assert run.version in reg.versions() and run.version != "v1"
+    assert run.champion_version == "v1"
+    assert run.promotion == "awaiting approval" and reg.current() == "v1"
+    assert not _actions("model.promoted")
+    keys = {"auc", "ap", "cp_at_100", "precision", "recall", "f1", "threshold"}
+    assert keys <= set(run.candidate_metrics) and keys <= set(run.champion_metrics)
+    assert run.labels["labelled"] == run.train_rows > 0 and run.labels["frauds"] > 0
+
+    # The candidate's metrics are the published version's test metrics, on the run's window ...
+    meta = reg.meta(run.version)
+    assert meta["windows"] == run.windows and meta["metrics"] == run.candidate_metrics
+    start = dt.date.fromisoformat(run.windows["train_start"])
+    assert (dt.date.fromisoformat(run.windows["train_end"]) - start).days + 1 == 7
+    # ... and the champion's are v1 scored on exactly those rows at its own threshold.
+    history = load_history()
+    _, rows = split(history, Windows(start, 7, 7, 7))
+    champion = reg.load("v1")
+    expected = evaluate(
+        predict(champion.booster, history.features()[rows]),
+        (history.label[rows] == 1).astype(int),
+        history.day[rows],
+        history.customer[rows],
+        champion.threshold,
+    )
+    assert run.champion_metrics == pytest.approx(expected)
+
+
+def test_the_policy_promotes_when_the_candidate_is_good_enough(small, stored_history):
+    small.config["PROMOTE_AP_MARGIN"] = 1.0  # AP ≥ champion − 1 always holds
+    runs.request_run("cli", "cli")
+    run = runs.execute(runs.claim("test:1"))
+    assert run.status == "succeeded", run.error
+    assert run.promotion == "promoted" and registry().current() == run.version
+    event = _actions("model.promoted")[0]
+    assert event.actor == "trainer" and event.target == run.version
+    assert event.details["candidate_ap"] == run.candidate_metrics["ap"]
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "labelled", "promoted"),
+    [
+        (0.70, 0.705, 50, True),  # within the margin
+        (0.70, 0.72, 50, False),  # worse than the champion by more than the margin
+        (0.70, None, 50, True),  # no champion to beat
+        (0.90, 0.50, 5, False),  # better, but too few labels
+        (None, 0.50, 50, False),  # no candidate AP
+    ],
+)
+def test_the_policy_boundaries(small, candidate, champion, labelled, promoted):
+    small.config["PROMOTE_AP_MARGIN"] = 0.01
+    version = _copy_of_v1()
+    run = TrainingRun(
+        reason="cli",
+        requested_by="cli",
+        status="running",
+        version=version,
+        labels={"labelled": labelled, "frauds": 3},
+        candidate_metrics={"ap": candidate},
+        champion_metrics={"ap": champion} if champion is not None else None,
+    )
+    db.session.add(run)
+    db.session.commit()
+    assert runs._apply_policy(run) == ("promoted" if promoted else "awaiting approval")
+    assert registry().current() == (version if promoted else "v1")
+
+
+def test_flask_retrain_twice_gives_the_same_queued_run(runner):
+    first = runner.invoke(args=["retrain"])
+    second = runner.invoke(args=["retrain"])
+    assert first.exit_code == second.exit_code == 0
+    run = db.session.scalar(select(TrainingRun))
+    assert first.output == second.output == f"run {run.id} is queued\n"
+    assert db.session.scalar(select(db.func.count()).select_from(TrainingRun)) == 1
+    assert len(_actions("retrain.requested")) == 1
+
+
+def test_flask_trainer_once_works_a_queued_run_and_exits(small, stored_history, runner):
+    assert runner.invoke(args=["trainer", "--once"]).output.endswith("0 run(s) done\n")
+    runner.invoke(args=["retrain"])
+    result = runner.invoke(args=["trainer", "--once"])
+    assert result.exit_code == 0, result.output
+    run = db.session.scalar(select(TrainingRun))
+    db.session.refresh(run)
+    assert run.status == "succeeded" and run.version in registry().versions()
+    assert f"run {run.id}: started (cli, asked by cli)" in result.output
+    assert f"run {run.id}: succeeded, version {run.version}" in result.output
+    assert result.output.endswith("1 run(s) done\n")
+
+
+def test_a_stale_running_run_is_marked_failed(app):
+    now = utcnow()
+    stale = TrainingRun(
+        reason="cli",
+        requested_by="cli",
+        status="running",
+        started_at=now - dt.timedelta(minutes=30),
+        heartbeat_at=now - dt.timedelta(minutes=10),
+    )
+    alive = TrainingRun(
+        reason="cli",
+        requested_by="cli",
+        status="running",
+        started_at=now - dt.timedelta(minutes=30),
+        heartbeat_at=now,
+    )
+    db.session.add_all([stale, alive])
+    db.session.commit()
+    assert runs.fail_stale(120) == 1
+    db.session.refresh(stale)
+    db.session.refresh(alive)
+    assert stale.status == "failed" and "heartbeat" in stale.error and stale.finished_at
+    assert alive.status == "running"
+    assert runs.fail_stale(120) == 0
+
+
+def test_cancelling_a_queued_run(app):
+    run = runs.request_run("cli", "cli")
+    runs.cancel(run.id, "admin")
+    assert run.status == "cancelled" and run.finished_at is not None
+    assert runs.claim("test:1") is None
+    with pytest.raises(runs.RunError, match="nothing to cancel"):
+        runs.cancel(run.id, "admin")
+    with pytest.raises(runs.RunError, match="no run 999"):
+        runs.cancel(999, "admin")
+    assert [e.actor for e in _actions("retrain.cancelled")] == ["admin"]
+    assert runs.request_run("cli", "cli").id != run.id  # a cancelled run is not reused
+
+
+def test_a_cancel_requested_while_training_ends_cancelled_and_publishes_nothing(
+    small, stored_history, monkeypatch
+):
+    versions_before = registry().versions()
+    runs.request_run("admin", "admin")
+    run = runs.claim("test:1")
+
+    def train_while_an_admin_cancels(history, windows):
+        # Another process (the web app) asks the run to stop while the trainer is busy.
+        with db.engine.begin() as connection:
+            connection.execute(
+                update(TrainingRun).where(TrainingRun.id == run.id).values(cancel_requested=True)
+            )
+        return None  # never used: the run stops at its next step
+
+    monkeypatch.setattr(runs, "train", train_while_an_admin_cancels)
+    run = runs.execute(run)
+    assert run.status == "cancelled" and run.progress == "cancelled", run.error
+    assert run.version is None and run.finished_at is not None
+    assert registry().versions() == versions_before and registry().current() == "v1"
+
+
+def test_cancel_of_a_running_run_asks_it_to_stop(small, stored_history):
+    runs.request_run("admin", "admin")
+    run = runs.claim("test:1")
+    runs.cancel(run.id, "admin")
+    assert run.status == "running" and run.cancel_requested
+    run = runs.execute(run)
+    assert run.status == "cancelled" and run.version is None
+    assert registry().versions() == ["v1"]
+
+
+def test_two_claims_never_return_the_same_run(app):
+    run = runs.request_run("cli", "cli")
+    assert runs.claim("a").id == run.id
+    assert runs.claim("b") is None
+
+
+def test_concurrent_claims_take_different_runs(app):
+    db.session.add_all(
+        [TrainingRun(reason="cli", requested_by="cli", status="queued") for _ in range(3)]
+    )
+    db.session.commit()
+    barrier = threading.Barrier(4)
+    taken: list = []
+
+    def trainer(name: str) -> None:
+        with app.app_context():
+            barrier.wait()
+            run = runs.claim(name)
+            taken.append(run.id if run else None)
+            db.session.remove()
+
+    threads = [threading.Thread(target=trainer, args=(f"t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [i for i in taken if i is not None]
+    assert ids and len(ids) == len(set(ids))
+    rows = db.session.scalars(select(TrainingRun).where(TrainingRun.status == "running")).all()
+    assert sorted(r.id for r in rows) == sorted(ids)
+    assert len({r.worker for r in rows}) == len(rows)
+
+
+def test_the_runs_page_and_its_buttons(app, client, users):
+    login(client, "admin")
+    v2 = _copy_of_v1()
+    page = client.get("/admin/runs")
+    assert page.status_code == 200
+    for marker in (
+        'id="runs"',
+        'id="versions"',
+        "Retrain now",
+        "Roll back",
+        "No training run yet",
+        'id="serving-version">v1<',
+        f"/admin/models/{v2}/promote",
+    ):
+        assert marker in page.text
+    assert "/admin/models/v1/promote" not in page.text  # the serving version has no button
+    assert "Schedule: <strong>off</strong>" in page.text
+    assert "On alert: <strong>off</strong>" in page.text
+    assert 'href="/admin/runs">Training runs</a>' in page.text  # the admin nav
+    dashboard, _, _ = app.jinja_loader.get_source(app.jinja_env, "admin/dashboard.html")
+    assert "url_for('admin.training_runs')" in dashboard
+
+    # Nothing served before v1: a clear message, not an error page.
+    page = client.post("/admin/models/rollback", follow_redirects=True)
+    assert page.status_code == 200 and "Cannot roll back: no earlier version" in page.text
+    assert registry().current() == "v1"
+
+    page = client.post(f"/admin/models/{v2}/promote", follow_redirects=True)
+    assert page.status_code == 200 and f"{v2} is now serving" in page.text
+    assert registry().current() == v2
+    assert [(e.actor, e.target) for e in _actions("model.promoted")] == [("admin", v2)]
+
+    page = client.post("/admin/models/rollback", follow_redirects=True)
+    assert "Rolled back: v1 is now serving" in page.text and registry().current() == "v1"
+    assert [(e.actor, e.target) for e in _actions("model.rolled_back")] == [("admin", "v1")]
+
+    for bad in ("v99", "latest"):
+        page = client.post(f"/admin/models/{bad}/promote", follow_redirects=True)
+        assert page.status_code == 200
+        assert f"Cannot promote {bad}: there is no such version" in page.text
+    (registry().path(v2) / "model.txt").write_text("tampered")
+    page = client.post(f"/admin/models/{v2}/promote", follow_redirects=True)
+    assert page.status_code == 200 and "checksum mismatch" in page.text
+    assert registry().current() == "v1"
+
+    response = client.post("/admin/runs")
+    run = db.session.scalar(select(TrainingRun))
+    assert response.status_code == 302 and response.location.endswith(f"/admin/runs/{run.id}")
+    assert (run.reason, run.requested_by, run.status) == ("admin", "admin", "queued")
+    assert f"Training run {run.id} is queued" in client.get(response.location).text
+    assert "is already" not in client.get("/admin/runs").text
+    again = client.post("/admin/runs", follow_redirects=True).text
+    assert f"Training run {run.id} is queued" in again
+    assert db.session.scalar(select(db.func.count()).select_from(TrainingRun)) == 1
+
+
+def test_the_run_page_polls_and_cancels(client, users, app):
+    login(client, "admin")
+    client.post("/admin/runs")
+    run_id = db.session.scalar(select(TrainingRun.id))
+    url = f"/admin/runs/{run_id}"
+    page = client.get(url)
+    assert page.status_code == 200
+    for marker in (
+        'data-active="true"',
+        f'data-poll-url="{url}.json"',
+        "runs.js",
+        'id="run-status"',
+        'id="run-progress"',
+        "waiting for a trainer",
+        "Cancel",
+    ):
+        assert marker in page.text
+    with client.get("/static/runs.js") as script:
+        assert script.status_code == 200 and b"data-poll-url" in script.data
+
+    body = client.get(f"{url}.json").get_json()
+    assert body["id"] == run_id and body["status"] == "queued" and body["active"] is True
+    assert body["progress"] == "waiting for a trainer" and body["version"] is None
+
+    page = client.post(f"{url}/cancel", follow_redirects=True)
+    assert f"Training run {run_id} is cancelled" in page.text
+    assert 'data-active="false"' in page.text
+    body = client.get(f"{url}.json").get_json()
+    assert body["status"] == "cancelled" and body["active"] is False and body["finished_at"]
+
+    page = client.post(f"{url}/cancel", follow_redirects=True)
+    assert page.status_code == 200 and f"Cannot cancel: run {run_id} is cancelled" in page.text
+    missing = run_id + 1000
+    page = client.post(f"/admin/runs/{missing}/cancel", follow_redirects=True)
+    assert page.status_code == 200 and f"Cannot cancel: no run {missing}" in page.text
+    assert client.get(f"/admin/runs/{missing}").status_code == 404
+    assert client.get(f"/admin/runs/{missing}.json").status_code == 404
+
+
+def test_a_running_run_can_be_asked_to_stop_from_its_page(client, users):
+    login(client, "admin")
+    runs.request_run("cli", "cli")
+    run = runs.claim("test:1")
+    page = client.post(f"/admin/runs/{run.id}/cancel", follow_redirects=True)
+    assert "will stop at its next step" in page.text and "Cancelling" in page.text
+    body = client.get(f"/admin/runs/{run.id}.json").get_json()
+    assert body["status"] == "running" and body["cancel_requested"] is True
+    assert body["progress"] == "cancelling" and body["heartbeat_at"]
+
+
+def test_a_finished_run_shows_both_models_and_can_be_promoted(client, users):
+    login(client, "admin")
+    version = _copy_of_v1()
+    metrics = {
+        "auc": 0.9,
+        "ap": 0.61,
+        "cp_at_100": 0.2,
+        "precision": 0.7,
+        "recall": 0.5,
+        "f1": 0.58,
+        "threshold": 0.3,
+    }
+    run = TrainingRun(
+        reason="schedule",
+        requested_by="schedule",
+        status="succeeded",
+        progress="done",
+        windows={
+            "train_start": "2018-04-17",
+            "train_end": "2018-04-23",
+            "test_start": "2018-05-01",
+            "test_end": "2018-05-07",
+        },
+        train_rows=8000,
+        labels={"labelled": 8000, "frauds": 60},
+        candidate_metrics=metrics,
+        champion_version="v1",
+        champion_metrics=metrics | {"ap": 0.65},
+        version=version,
+        promotion="awaiting approval",
+    )
+    db.session.add(run)
+    db.session.commit()
+
+    listing = client.get("/admin/runs").text
+    assert "0.610 vs 0.650 (v1)" in listing and "awaiting approval" in listing
+    page = client.get(f"/admin/runs/{run.id}").text
+    for marker in (
+        'id="run-metrics"',
+        "0.6100",
+        "0.6500",
+        "-0.0400",
+        "2018-05-01 – 2018-05-07",
+        "8,000 labelled, 60 frauds",
+        f"Promote {version}",
+        'data-active="false"',
+    ):
+        assert marker in page, marker
+    assert 'id="cancel-form"' not in page
+
+    page = client.post(f"/admin/models/{version}/promote", follow_redirects=True)
+    assert f"{version} is now serving" in page.text
+    db.session.refresh(run)
+    assert run.promotion == "promoted" and registry().current() == version
+    assert f"Promote {version}" not in client.get(f"/admin/runs/{run.id}").text
+
+
+def test_a_failed_run_shows_its_error(client, users, app):
+    login(client, "admin")
+    shutil.rmtree(app.config["MODEL_DIR"])  # nothing registered, and no history either
+    runs.request_run("cli", "cli")
+    run = runs.execute(runs.claim("test:1"))
+    assert run.status == "failed" and "no labelled transactions" in run.error
+    page = client.get(f"/admin/runs/{run.id}").text
+    assert 'id="run-error"' in page and "no labelled transactions" in page
+    assert "The registry is empty" in client.get("/admin/runs").text
+
+
+def test_runs_pages_are_for_admins_only(client, users):
+    run = runs.request_run("cli", "cli")
+    assert client.get("/admin/runs").status_code == 302
+    login(client, "analyst")
+    for url in ("/admin/runs", f"/admin/runs/{run.id}", f"/admin/runs/{run.id}.json"):
+        assert client.get(url).status_code == 403, url
+    for url in (
+        "/admin/runs",
+        f"/admin/runs/{run.id}/cancel",
+        "/admin/models/v1/promote",
+        "/admin/models/rollback",
+    ):
+        assert client.post(url).status_code == 403, url
+    assert db.session.scalar(select(TrainingRun.status)) == "queued"
+    assert not _actions("model.promoted") and not _actions("retrain.cancelled")
+
+
+def test_buttons_need_the_csrf_token(app, client, users):
+    login(client, "admin")
+    app.config["WTF_CSRF_ENABLED"] = True
+    assert client.post("/admin/runs").status_code == 400
+    assert client.post("/admin/models/rollback").status_code == 400
+    assert db.session.scalar(select(db.func.count()).select_from(TrainingRun)) == 0
+
+
+def test_a_validation_window_without_fraud_still_ends_the_run(small, stored_history, client, users):
+    last_day = db.session.scalar(select(db.func.max(Transaction.tx_time))) // 86400
+    db.session.execute(
+        update(Transaction).where(Transaction.tx_time >= (last_day - 6) * 86400).values(fraud=False)
+    )
+    db.session.commit()
+    runs.request_run("cli", "cli")
+    run = runs.execute(runs.claim("test:1"))
+    assert run.status == "succeeded", run.error
+    assert run.candidate_metrics["ap"] is None and run.champion_metrics["ap"] is None
+    assert run.promotion == "awaiting approval" and registry().current() == "v1"
+    login(client, "admin")
+    assert client.get(f"/admin/runs/{run.id}").status_code == 200
+    assert client.get("/admin/runs").status_code == 200
