@@ -1,8 +1,9 @@
 """Training and evaluation on the Handbook's time-window protocol.
 
-Train on `train_days` from `train_start`, leave `delay_days` (labels not known yet), test on the next
-`test_days`, dropping customers already known to be compromised. The decision threshold is chosen on a
-validation fold — the same protocol shifted back by `test_days` — never on the test window.
+Train on `train_days` from `train_start`, leave `delay_days` (labels not known yet), test on the
+next `test_days`, dropping customers already known to be compromised. The decision threshold is
+chosen on a validation fold — the same protocol shifted back by `test_days` — never on the test
+window.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from .metrics import best_f1_threshold, evaluate
 DEFAULT_PARAMS = {
     "objective": "binary",
     "learning_rate": 0.03,
-    "num_leaves": 15,
+    "num_leaves": 7,
     "min_child_samples": 50,
+    "max_bin": 4095,  # fine amount bins: a sharp split where large amounts turn fraudulent
     "feature_fraction": 0.8,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
@@ -29,6 +31,8 @@ DEFAULT_PARAMS = {
     "num_boost_round": 400,
     "verbosity": -1,
 }
+# LightGBM's own defaults (100 rounds), for baselines: pass as `base_params`.
+LIGHTGBM_DEFAULTS = {"objective": "binary", "num_boost_round": 100, "verbosity": -1}
 
 
 @dataclass
@@ -72,8 +76,12 @@ class Windows:
 
     def shifted(self, days: int) -> Windows:
         """The same windows moved `days` earlier."""
-        return Windows(self.train_start - dt.timedelta(days=days), self.train_days,
-                       self.delay_days, self.test_days)
+        return Windows(
+            self.train_start - dt.timedelta(days=days),
+            self.train_days,
+            self.delay_days,
+            self.test_days,
+        )
 
     def as_dict(self) -> dict:
         """The windows as ISO dates, for metadata."""
@@ -107,13 +115,24 @@ def split(history: History, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
     return train, np.concatenate(test_parts) if test_parts else np.array([], dtype=int)
 
 
-def fit(x: np.ndarray, y: np.ndarray, params: dict | None = None, random_state: int = 0) -> lgb.Booster:
-    """A LightGBM booster trained on (x, y) with the given parameters over the defaults."""
-    params = {**DEFAULT_PARAMS, **(params or {})}
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    params: dict | None = None,
+    random_state: int = 0,
+    *,
+    base_params: dict = DEFAULT_PARAMS,
+    feature_names: tuple[str, ...] = features.FEATURES,
+) -> lgb.Booster:
+    """A LightGBM booster trained on (x, y), the columns of x named by `feature_names`.
+
+    `params` override `base_params`: the project's defaults, or `LIGHTGBM_DEFAULTS` for LightGBM's.
+    """
+    params = {**base_params, **(params or {})}
     rounds = int(params.pop("num_boost_round"))
     params.setdefault("num_threads", training_threads())
     params["seed"] = random_state
-    data = lgb.Dataset(x, label=y, feature_name=list(features.FEATURES), free_raw_data=True)
+    data = lgb.Dataset(x, label=y, feature_name=list(feature_names), free_raw_data=True)
     return lgb.train(params, data, num_boost_round=rounds)
 
 
@@ -137,45 +156,71 @@ class TrainingResult:
 
     def summary(self) -> dict:
         """The flat result `flask train --json` prints."""
-        return {**self.metrics, "train_rows": self.train_rows, "test_rows": self.test_rows,
-                **self.windows.as_dict()}
+        return {
+            **self.metrics,
+            "train_rows": self.train_rows,
+            "test_rows": self.test_rows,
+            **self.windows.as_dict(),
+        }
 
 
 def run_protocol(
-    history: History, windows: Windows, params: dict | None = None, random_state: int = 0
+    history: History,
+    windows: Windows,
+    params: dict | None = None,
+    random_state: int = 0,
+    *,
+    base_params: dict = DEFAULT_PARAMS,
+    feature_names: tuple[str, ...] = features.FEATURES,
 ) -> TrainingResult:
-    """Train on the windows, pick the threshold on the validation fold, evaluate on the test window."""
-    x = history.features()
+    """Train on the windows, pick the threshold on the validation fold, evaluate on the test window.
+
+    `feature_names` (a subset of `features.FEATURES`) and `base_params` are as in `fit`.
+    """
+    columns = [features.FEATURES.index(name) for name in feature_names]
+    x = history.features()[:, columns]
     y = (history.label == 1).astype(int)
-    threshold = _validation_threshold(history, x, y, windows.shifted(windows.test_days), params,
-                                      random_state)
+    model = {"base_params": base_params, "feature_names": feature_names}
+    threshold = _validation_threshold(
+        history, x, y, windows.shifted(windows.test_days), params, random_state, model
+    )
     train, test = split(history, windows)
     _require_rows(train, y, "training")
-    booster = fit(x[train], y[train], params, random_state)
+    booster = fit(x[train], y[train], params, random_state, **model)
     scores = predict(booster, x[test])
-    metrics = (evaluate(scores, y[test], history.day[test], history.customer[test], threshold)
-               if len(test) else {"threshold": threshold})
+    metrics = (
+        evaluate(scores, y[test], history.day[test], history.customer[test], threshold)
+        if len(test)
+        else {"threshold": threshold}
+    )
     return TrainingResult(
-        booster=booster, threshold=threshold, metrics=metrics, windows=windows,
-        params={**DEFAULT_PARAMS, **(params or {})}, train_rows=len(train), test_rows=len(test),
-        reference=reference_distributions(x[train], predict(booster, x[train])),
+        booster=booster,
+        threshold=threshold,
+        metrics=metrics,
+        windows=windows,
+        params={**base_params, **(params or {})},
+        train_rows=len(train),
+        test_rows=len(test),
+        reference=reference_distributions(x[train], predict(booster, x[train]), feature_names),
     )
 
 
-def _validation_threshold(history, x, y, windows, params, random_state) -> float:
+def _validation_threshold(history, x, y, windows, params, random_state, model) -> float:
     """The F1-optimal threshold of a model trained and validated one test-length earlier."""
     train, valid = split(history, windows)
     if len(train) == 0 or y[train].sum() == 0 or len(valid) == 0:
         return 0.5
-    booster = fit(x[train], y[train], params, random_state)
+    booster = fit(x[train], y[train], params, random_state, **model)
     return best_f1_threshold(predict(booster, x[valid]), y[valid])
 
 
 def _require_rows(rows: np.ndarray, y: np.ndarray, what: str) -> None:
     """Refuse to train without rows of both classes."""
     if len(rows) == 0 or y[rows].sum() == 0 or y[rows].sum() == len(rows):
-        raise ValueError(f"the {what} window needs labelled transactions of both classes "
-                         f"(has {len(rows)} rows, {int(y[rows].sum()) if len(rows) else 0} frauds)")
+        raise ValueError(
+            f"the {what} window needs labelled transactions of both classes "
+            f"(has {len(rows)} rows, {int(y[rows].sum()) if len(rows) else 0} frauds)"
+        )
 
 
 def predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
@@ -183,11 +228,19 @@ def predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
     return booster.predict(x, num_threads=training_threads()) if len(x) else np.array([])
 
 
-def reference_distributions(x: np.ndarray, scores: np.ndarray, bins: int = 10) -> dict:
+def reference_distributions(
+    x: np.ndarray,
+    scores: np.ndarray,
+    feature_names: tuple[str, ...] = features.FEATURES,
+    bins: int = 10,
+) -> dict:
     """Decile edges and shares per feature and for the score, the baseline for drift checks."""
     reference = {}
-    for name, column in zip((*features.FEATURES, "score"), (*x.T, scores), strict=True):
+    for name, column in zip((*feature_names, "score"), (*x.T, scores), strict=True):
         edges = np.unique(np.quantile(column, np.linspace(0, 1, bins + 1)))
         counts, _ = np.histogram(column, bins=edges)
-        reference[name] = {"edges": edges.tolist(), "shares": (counts / max(len(column), 1)).tolist()}
+        reference[name] = {
+            "edges": edges.tolist(),
+            "shares": (counts / max(len(column), 1)).tolist(),
+        }
     return reference
