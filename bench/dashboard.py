@@ -56,18 +56,39 @@ def store_predictions(model) -> int:
     recent = hist.day > hist.day.max() - FEATURE_DAYS
     created = [dt.datetime.fromtimestamp(int(t), dt.UTC) for t in hist.time]
     rows = [
-        (int(ids[i]), float(scores[i]), bool(scores[i] >= model.threshold), model.threshold,
-         model.version, json.dumps(dict(zip(FEATURES, x[i].tolist(), strict=True)))
-         if recent[i] else "{}", created[i])
+        (
+            int(ids[i]),
+            float(scores[i]),
+            bool(scores[i] >= model.threshold),
+            model.threshold,
+            model.version,
+            json.dumps(dict(zip(FEATURES, x[i].tolist(), strict=True))) if recent[i] else "{}",
+            created[i],
+        )
         for i in range(len(ids))
     ]
     connection = db.session.connection()
-    connection.execute(Prediction.__table__.insert(), [
-        dict(zip(("transaction_id", "score", "is_fraud", "threshold", "model_version",
-                  "features", "created_at"), (r[0], r[1], r[2], r[3], r[4], json.loads(r[5]),
-                                              r[6]), strict=True))
-        for r in rows
-    ])
+    connection.execute(
+        Prediction.__table__.insert(),
+        [
+            dict(
+                zip(
+                    (
+                        "transaction_id",
+                        "score",
+                        "is_fraud",
+                        "threshold",
+                        "model_version",
+                        "features",
+                        "created_at",
+                    ),
+                    (r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]),
+                    strict=True,
+                )
+            )
+            for r in rows
+        ],
+    )
     db.session.commit()
     return len(rows)
 
@@ -87,16 +108,24 @@ def main() -> None:
     if not DATA.exists():
         sys.exit(f"Handbook data not found at {DATA}: nothing to measure")
     tmp = Path(tempfile.mkdtemp(prefix="fraudapp-bench-"))
-    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "MODEL_DIR": str(tmp / "models"),
-                      "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.db'}"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+            "MODEL_DIR": str(tmp / "models"),
+            "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.db'}",
+        }
+    )
     with app.app_context():
         db.drop_all()
         db.create_all()
         started = time.perf_counter()
         result = history.import_transactions(DATA)
         import_s = time.perf_counter() - started
-        print(f"import: {result.inserted:,} rows in {import_s:.1f} s "
-              f"({result.inserted / import_s:,.0f} rows/s)")
+        print(
+            f"import: {result.inserted:,} rows in {import_s:.1f} s "
+            f"({result.inserted / import_s:,.0f} rows/s)"
+        )
         started = time.perf_counter()
         train_and_publish(Windows(dt.date(2018, 7, 25)), promote=True)
         print(f"train (ch.3 windows): {time.perf_counter() - started:.1f} s")
@@ -107,8 +136,10 @@ def main() -> None:
         started = time.perf_counter()
         aggregates.mark_all_dirty()
         days = aggregates.refresh()
-        print(f"first build of the daily aggregates ({days} days): "
-              f"{time.perf_counter() - started:.1f} s (once, after a bulk load)")
+        print(
+            f"first build of the daily aggregates ({days} days): "
+            f"{time.perf_counter() - started:.1f} s (once, after a bulk load)"
+        )
         accounts.create_user("bench", "admin", "bench-password")
         client = app.test_client()
         client.post("/login", data={"username": "bench", "password": "bench-password"})
@@ -129,8 +160,10 @@ def main() -> None:
         seconds, data = timed(lambda: monitoring.dashboard(period), 1)
         print(f"{'dashboard() after a new label':<36}{seconds:>10.3f}")
         totals = data["totals"]
-        print(f"\n{totals['predictions']:,} predictions, {totals['labelled']:,} labelled, "
-              f"F1 {totals['f1']:.3f} at threshold {data['threshold']:.3f}")
+        print(
+            f"\n{totals['predictions']:,} predictions, {totals['labelled']:,} labelled, "
+            f"F1 {totals['f1']:.3f} at threshold {data['threshold']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -32,16 +32,26 @@ from fraudapp.ml.registry import Registry  # noqa: E402
 
 def flask(env: dict, *args: str) -> str:
     """Run a flask command like an operator; its output."""
-    done = subprocess.run([str(BIN / "flask"), "--app", "fraudapp", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [str(BIN / "flask"), "--app", "fraudapp", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout
 
 
 def call(url: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict, float]:
     """One request; (status, JSON body, seconds)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET", headers={
-        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="POST" if data else "GET",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -58,17 +68,25 @@ class Load:
     def __init__(self, url: str, token: str, clients: int):
         self.url, self.token, self.stop = url, token, threading.Event()
         self.outcomes: list[tuple[float, int, str | None, float]] = []
-        self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True)
-                        for i in range(clients)]
+        self.threads = [
+            threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(clients)
+        ]
 
     def _loop(self, seed: int) -> None:
         n = 0
         while not self.stop.is_set() and n < 100_000:
             n += 1
-            status, body, seconds = call(f"{self.url}/api/v1/predictions", {
-                "tx_datetime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
-                "customer_id": (seed * 7919 + n) % 300, "terminal_id": n % 600,
-                "amount": 10.0 + n % 200, "consent": False}, self.token)
+            status, body, seconds = call(
+                f"{self.url}/api/v1/predictions",
+                {
+                    "tx_datetime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                    "customer_id": (seed * 7919 + n) % 300,
+                    "terminal_id": n % 600,
+                    "amount": 10.0 + n % 200,
+                    "consent": False,
+                },
+                self.token,
+            )
             self.outcomes.append((time.monotonic(), status, body.get("model_version"), seconds))
 
     def __enter__(self):
@@ -101,10 +119,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fraudapp-hotswap-"))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FRAUDAPP_")},
-           "FRAUDAPP_INSTANCE_PATH": str(tmp), "FRAUDAPP_DEMO_CUSTOMERS": "300",
-           "FRAUDAPP_DEMO_TERMINALS": "600", "FRAUDAPP_DEMO_DAYS": "45",
-           "FRAUDAPP_TRAINING_THREADS": "2", "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FRAUDAPP_")},
+        "FRAUDAPP_INSTANCE_PATH": str(tmp),
+        "FRAUDAPP_DEMO_CUSTOMERS": "300",
+        "FRAUDAPP_DEMO_TERMINALS": "600",
+        "FRAUDAPP_DEMO_DAYS": "45",
+        "FRAUDAPP_TRAINING_THREADS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+    }
     flask(env, "db", "upgrade")
     flask(env, "init-demo")
     flask(env, "train")  # v2, not promoted
@@ -112,9 +135,21 @@ def main() -> None:
     registry = Registry(tmp / "models")
     url = f"http://127.0.0.1:{args.port}"
     server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", str(args.workers),
-         "--bind", f"127.0.0.1:{args.port}", "wsgi:app"], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(BIN / "gunicorn"),
+            "--config",
+            "gunicorn.conf.py",
+            "--workers",
+            str(args.workers),
+            "--bind",
+            f"127.0.0.1:{args.port}",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         workers = warm_up(url, args.workers)
         with Load(url, token, args.clients) as load:
@@ -149,15 +184,19 @@ def report(outcomes, results, args) -> None:
     before = [s for t, _, _, s in outcomes if t < first_switch]
     during = [s for t, _, _, s in outcomes if t >= first_switch]
     errors = sum(1 for _, status, _, _ in outcomes if status != 201)
-    print(f"{args.workers} workers, {args.clients} client threads, {len(outcomes)} requests, "
-          f"{errors} failed")
+    print(
+        f"{args.workers} workers, {args.clients} client threads, {len(outcomes)} requests, "
+        f"{errors} failed"
+    )
     for version, seconds, _ in results:
         print(f"switch to {version}: every worker serving it after {seconds:.3f} s")
     for name, values in (("before the switches", before), ("during and after", during)):
         if values:
             ms = sorted(v * 1000 for v in values)
-            print(f"latency {name}: median {statistics.median(ms):.1f} ms, "
-                  f"p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms ({len(ms)} requests)")
+            print(
+                f"latency {name}: median {statistics.median(ms):.1f} ms, "
+                f"p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms ({len(ms)} requests)"
+            )
 
 
 if __name__ == "__main__":

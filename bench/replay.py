@@ -59,13 +59,25 @@ def setup(app, frame: pd.DataFrame, start: pd.Timestamp, train_days: int) -> str
 
 def score_day(client, token: str, day: pd.DataFrame) -> None:
     """Score one day's transactions through the API, in batches of 1,000, in time order."""
-    records = [{"tx_datetime": t.isoformat(), "customer_id": int(c), "terminal_id": int(m),
-                "amount": float(a), "consent": True, "transaction_id": f"replay-{i}"}
-               for i, t, c, m, a in day[["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID",
-                                         "TERMINAL_ID", "TX_AMOUNT"]].itertuples(index=False)]
+    records = [
+        {
+            "tx_datetime": t.isoformat(),
+            "customer_id": int(c),
+            "terminal_id": int(m),
+            "amount": float(a),
+            "consent": True,
+            "transaction_id": f"replay-{i}",
+        }
+        for i, t, c, m, a in day[
+            ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT"]
+        ].itertuples(index=False)
+    ]
     for start in range(0, len(records), 1000):
-        response = client.post("/api/v1/predictions", json={"transactions": records[
-            start:start + 1000]}, headers={"Authorization": f"Bearer {token}"})
+        response = client.post(
+            "/api/v1/predictions",
+            json={"transactions": records[start : start + 1000]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert response.status_code == 201, response.get_json()
 
 
@@ -73,24 +85,36 @@ def feedback_for(day: pd.DataFrame) -> int:
     """The true labels of a scored day arrive as user feedback."""
     truth = dict(zip("replay-" + day["TRANSACTION_ID"].astype(str), day["TX_FRAUD"], strict=True))
     rows = db.session.execute(
-        db.select(Prediction.id, Transaction.external_id).join(Prediction.transaction)
-        .where(Transaction.external_id.in_(list(truth)))).all()
+        db.select(Prediction.id, Transaction.external_id)
+        .join(Prediction.transaction)
+        .where(Transaction.external_id.in_(list(truth)))
+    ).all()
     for prediction_id, external_id in rows:
-        labels.give_feedback(prediction_id, "replay", label="fraud" if truth[external_id]
-                             else "genuine")
+        labels.give_feedback(
+            prediction_id, "replay", label="fraud" if truth[external_id] else "genuine"
+        )
     return len(rows)
 
 
 def weekly_table(frame: pd.DataFrame, start, weeks: int, baseline) -> list[dict]:
     """AP and F1 per week: the served models against the never-retrained baseline."""
     rows = db.session.execute(
-        db.select(Transaction.external_id, Prediction.score, Prediction.threshold,
-                  Prediction.model_version, Prediction.features).join(Prediction.transaction)
-        .where(Transaction.external_id.like("replay-%"))).all()
-    truth = dict(zip("replay-" + frame["TRANSACTION_ID"].astype(str), frame["TX_FRAUD"],
-                     strict=True))
-    when = dict(zip("replay-" + frame["TRANSACTION_ID"].astype(str), frame["TX_DATETIME"],
-                    strict=True))
+        db.select(
+            Transaction.external_id,
+            Prediction.score,
+            Prediction.threshold,
+            Prediction.model_version,
+            Prediction.features,
+        )
+        .join(Prediction.transaction)
+        .where(Transaction.external_id.like("replay-%"))
+    ).all()
+    truth = dict(
+        zip("replay-" + frame["TRANSACTION_ID"].astype(str), frame["TX_FRAUD"], strict=True)
+    )
+    when = dict(
+        zip("replay-" + frame["TRANSACTION_ID"].astype(str), frame["TX_DATETIME"], strict=True)
+    )
     table = []
     for week in range(weeks):
         lo, hi = start + pd.Timedelta(days=7 * week), start + pd.Timedelta(days=7 * week + 7)
@@ -101,14 +125,18 @@ def weekly_table(frame: pd.DataFrame, start, weeks: int, baseline) -> list[dict]
         served = np.array([r[1] for r in week_rows])
         x = np.array([[r[4][name] for name in FEATURES] for r in week_rows])
         base = baseline.score_many(x)
-        table.append({
-            "week": lo.date().isoformat(), "transactions": len(y), "frauds": int(y.sum()),
-            "served": ",".join(sorted({r[3] for r in week_rows})),
-            "ap_retrained": average_precision_score(y, served),
-            "f1_retrained": at_threshold(served, y, week_rows[0][2])["f1"],
-            "ap_never": average_precision_score(y, base),
-            "f1_never": at_threshold(base, y, baseline.threshold)["f1"],
-        })
+        table.append(
+            {
+                "week": lo.date().isoformat(),
+                "transactions": len(y),
+                "frauds": int(y.sum()),
+                "served": ",".join(sorted({r[3] for r in week_rows})),
+                "ap_retrained": average_precision_score(y, served),
+                "f1_retrained": at_threshold(served, y, week_rows[0][2])["f1"],
+                "ap_never": average_precision_score(y, base),
+                "f1_never": at_threshold(base, y, baseline.threshold)["f1"],
+            }
+        )
     return table
 
 
@@ -121,13 +149,24 @@ def main() -> None:
     parser.add_argument("--simulated", action="store_true")
     args = parser.parse_args()
     frame = load(args)
-    start = (pd.Timestamp(args.start) if not args.simulated
-             else frame["TX_DATETIME"].min().normalize() + pd.Timedelta(days=70))
+    start = (
+        pd.Timestamp(args.start)
+        if not args.simulated
+        else frame["TX_DATETIME"].min().normalize() + pd.Timedelta(days=70)
+    )
     tmp = Path(tempfile.mkdtemp(prefix="fraudapp-replay-"))
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp / 'replay.db'}",
-                      "MODEL_DIR": str(tmp / "models"), "RETRAIN_TRAIN_DAYS": args.train_days,
-                      "RETRAIN_DELAY_DAYS": args.delay, "PROMOTE_MIN_LABELS": 100,
-                      "TRAINER_NICE": 0, "MODEL_CHECK_INTERVAL": 0.0})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp / 'replay.db'}",
+            "MODEL_DIR": str(tmp / "models"),
+            "RETRAIN_TRAIN_DAYS": args.train_days,
+            "RETRAIN_DELAY_DAYS": args.delay,
+            "PROMOTE_MIN_LABELS": 100,
+            "TRAINER_NICE": 0,
+            "MODEL_CHECK_INTERVAL": 0.0,
+        }
+    )
     started = time.perf_counter()
     with app.app_context():
         db.create_all()
@@ -137,27 +176,38 @@ def main() -> None:
         client = app.test_client()
         days = [start + pd.Timedelta(days=d) for d in range(7 * args.weeks)]
         for i, day in enumerate(days):
-            today = frame[(frame["TX_DATETIME"] >= day) & (frame["TX_DATETIME"] < day
-                                                           + pd.Timedelta(days=1))]
+            today = frame[
+                (frame["TX_DATETIME"] >= day) & (frame["TX_DATETIME"] < day + pd.Timedelta(days=1))
+            ]
             score_day(client, token, today)
             if i >= args.delay:
                 labelled_day = days[i - args.delay]
-                feedback_for(frame[(frame["TX_DATETIME"] >= labelled_day)
-                                   & (frame["TX_DATETIME"] < labelled_day + pd.Timedelta(days=1))])
+                feedback_for(
+                    frame[
+                        (frame["TX_DATETIME"] >= labelled_day)
+                        & (frame["TX_DATETIME"] < labelled_day + pd.Timedelta(days=1))
+                    ]
+                )
             if i % 7 == 6:
                 runs.request_run("schedule", "replay")
                 runs.work(once=True, poll_seconds=0, log=lambda message: print("  " + message))
             print(f"{day.date()}: {len(today)} scored, serving {registry().current()}", flush=True)
         table = weekly_table(frame, start, args.weeks, baseline)
-    print(f"\nreplayed {args.weeks} week(s) from {start.date()} in "
-          f"{time.perf_counter() - started:.0f} s; first model {first} never retrained vs "
-          f"the served models retrained weekly on feedback")
-    print(f"{'week':<12}{'tx':>8}{'frauds':>8}  {'served':<10}{'AP retrained':>14}"
-          f"{'AP never':>10}{'F1 retrained':>14}{'F1 never':>10}")
+    print(
+        f"\nreplayed {args.weeks} week(s) from {start.date()} in "
+        f"{time.perf_counter() - started:.0f} s; first model {first} never retrained vs "
+        f"the served models retrained weekly on feedback"
+    )
+    print(
+        f"{'week':<12}{'tx':>8}{'frauds':>8}  {'served':<10}{'AP retrained':>14}"
+        f"{'AP never':>10}{'F1 retrained':>14}{'F1 never':>10}"
+    )
     for row in table:
-        print(f"{row['week']:<12}{row['transactions']:>8}{row['frauds']:>8}  {row['served']:<10}"
-              f"{row['ap_retrained']:>14.3f}{row['ap_never']:>10.3f}{row['f1_retrained']:>14.3f}"
-              f"{row['f1_never']:>10.3f}")
+        print(
+            f"{row['week']:<12}{row['transactions']:>8}{row['frauds']:>8}  {row['served']:<10}"
+            f"{row['ap_retrained']:>14.3f}{row['ap_never']:>10.3f}{row['f1_retrained']:>14.3f}"
+            f"{row['f1_never']:>10.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def database_url(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def simulated_frame():
     """A small simulated Handbook-format history: 45 days from 2018-04-01."""
-    return simulate(n_customers=600, n_terminals=1200, start_date=SIM_START, n_days=45,
-                    random_state=1)
+    return simulate(
+        n_customers=600, n_terminals=1200, start_date=SIM_START, n_days=45, random_state=1
+    )
 
 
 @pytest.fixture(scope="session")
@@ -71,13 +72,15 @@ def trained_registry(tmp_path_factory, database_url, simulated_frame) -> Path:
 
 
 def _make_app(database_url: str, model_dir: Path):
-    return create_app({
-        "TESTING": True,
-        "DATABASE_URL": database_url,
-        "MODEL_DIR": str(model_dir),
-        "WTF_CSRF_ENABLED": False,
-        "MODEL_CHECK_INTERVAL": 0.0,
-    })
+    return create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "MODEL_DIR": str(model_dir),
+            "WTF_CSRF_ENABLED": False,
+            "MODEL_CHECK_INTERVAL": 0.0,
+        }
+    )
 
 
 def _reset_schema() -> None:
@@ -148,20 +151,29 @@ def users(app) -> dict:
     """An analyst and an admin (password "password-123")."""
     from fraudapp.services import accounts
 
-    return {role: accounts.create_user(role, role, "password-123").username
-            for role in ("analyst", "admin")}
+    return {
+        role: accounts.create_user(role, role, "password-123").username
+        for role in ("analyst", "admin")
+    }
 
 
 def login(client, username: str, password: str = "password-123", next_url: str = ""):
     """Log a test client in."""
-    return client.post(f"/login?next={next_url}" if next_url else "/login",
-                       data={"username": username, "password": password})
+    return client.post(
+        f"/login?next={next_url}" if next_url else "/login",
+        data={"username": username, "password": password},
+    )
 
 
 def predict(client, auth, **overrides) -> dict:
     """Score one consented transaction through the API; the response body."""
-    body = {"tx_datetime": after_history(), "customer_id": 12, "terminal_id": 40, "amount": 42.5,
-            "consent": True} | overrides
+    body = {
+        "tx_datetime": after_history(),
+        "customer_id": 12,
+        "terminal_id": 40,
+        "amount": 42.5,
+        "consent": True,
+    } | overrides
     response = client.post("/api/v1/predictions", json=body, headers=auth)
     assert response.status_code == 201, response.get_json()
     return response.get_json()

@@ -21,8 +21,10 @@ def test_import_command_reports_and_is_idempotent(runner, tmp_path, simulated_fr
 
 def test_import_command_refuses_a_bad_file_with_the_line(runner, tmp_path):
     path = tmp_path / "bad.csv"
-    path.write_text("TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT\n"
-                    "1,2018-04-01 00:00:00,1,2,3\n2,2018-04-01 00:00:00,1,2,-3\n")
+    path.write_text(
+        "TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT\n"
+        "1,2018-04-01 00:00:00,1,2,3\n2,2018-04-01 00:00:00,1,2,-3\n"
+    )
     result = runner.invoke(args=["import-transactions", str(path)])
     assert result.exit_code == 1
     assert "line 3: TX_AMOUNT" in result.output and "nothing was imported" in result.output
@@ -30,19 +32,42 @@ def test_import_command_refuses_a_bad_file_with_the_line(runner, tmp_path):
 
 
 def test_simulate_command_adds_history(runner):
-    result = runner.invoke(args=["simulate", "--customers", "50", "--terminals", "100",
-                                 "--days", "5", "--seed", "3"])
+    result = runner.invoke(
+        args=["simulate", "--customers", "50", "--terminals", "100", "--days", "5", "--seed", "3"]
+    )
     assert result.exit_code == 0, result.output
     assert db.session.scalar(select(func.count()).select_from(Transaction)) > 100
 
 
 def test_train_json_has_the_documented_keys(runner, stored_history):
-    result = runner.invoke(args=["train", "--train-start", "2018-04-16", "--train-days", "7",
-                                 "--delay-days", "7", "--test-days", "7", "--json"])
+    result = runner.invoke(
+        args=[
+            "train",
+            "--train-start",
+            "2018-04-16",
+            "--train-days",
+            "7",
+            "--delay-days",
+            "7",
+            "--test-days",
+            "7",
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
-    for key in ("version", "auc", "ap", "cp_at_100", "threshold", "precision", "recall", "f1",
-                "train_rows", "test_rows"):
+    for key in (
+        "version",
+        "auc",
+        "ap",
+        "cp_at_100",
+        "threshold",
+        "precision",
+        "recall",
+        "f1",
+        "train_rows",
+        "test_rows",
+    ):
         assert key in summary
     assert summary["version"] == "v2" and summary["auc"] > 0.7
     assert registry().current() == "v1"  # not promoted without --promote
@@ -75,8 +100,12 @@ def test_api_token_is_printed_last_and_works(runner, client, stored_history):
 
 
 def test_init_demo_fills_only_what_is_missing(app, runner, tmp_path, instance_path):
-    app.config.update(MODEL_DIR=str(tmp_path / "empty-registry"), DEMO_CUSTOMERS=150,
-                      DEMO_TERMINALS=300, DEMO_DAYS=30)
+    app.config.update(
+        MODEL_DIR=str(tmp_path / "empty-registry"),
+        DEMO_CUSTOMERS=150,
+        DEMO_TERMINALS=300,
+        DEMO_DAYS=30,
+    )
     first = runner.invoke(args=["init-demo"])
     assert first.exit_code == 0, first.output
     assert "simulated" in first.output and "serving model v1" in first.output

@@ -5,8 +5,7 @@ from tests.conftest import predict
 
 def test_metrics_exposes_the_documented_series(client, auth, stored_history):
     body = predict(client, auth)
-    client.post(f"/api/v1/predictions/{body['id']}/feedback", json={"correct": True},
-                headers=auth)
+    client.post(f"/api/v1/predictions/{body['id']}/feedback", json={"correct": True}, headers=auth)
     text = client.get("/metrics").text
     assert 'fraudapp_request_seconds_bucket{endpoint="api.create_predictions"' in text
     decision = "fraud" if body["is_fraud"] else "genuine"

@@ -20,8 +20,9 @@ def fresh_database_url(database_url, tmp_path):
         yield f"sqlite:///{tmp_path / 'migrated.db'}"
         return
     name = f"fraudapp_migrations_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(make_url(database_url).set(drivername="postgresql+psycopg"),
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        make_url(database_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     yield str(make_url(database_url).set(database=name))
@@ -31,15 +32,17 @@ def fresh_database_url(database_url, tmp_path):
 
 
 def test_upgrade_builds_the_models_schema_and_downgrade_removes_it(fresh_database_url, tmp_path):
-    app = create_app({"TESTING": True, "DATABASE_URL": fresh_database_url,
-                      "MODEL_DIR": str(tmp_path / "models")})
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": fresh_database_url, "MODEL_DIR": str(tmp_path / "models")}
+    )
     with app.app_context():
         upgrade()
         with db.engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
         assert diff == []
         assert {"transactions", "labels", "predictions", "api_tokens"} <= set(
-            inspect(db.engine).get_table_names())
+            inspect(db.engine).get_table_names()
+        )
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()

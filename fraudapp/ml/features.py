@@ -84,8 +84,8 @@ DESCRIPTIONS = {
         for w in CUSTOMER_WINDOWS
     },
     **{
-        f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW": f"the terminal's number of transactions over the {_days(w)}"
-        f" ending {TERMINAL_DELAY_DAYS} days ago"
+        f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW": "the terminal's number of transactions over the "
+        f"{_days(w)} ending {TERMINAL_DELAY_DAYS} days ago"
         for w in TERMINAL_WINDOWS
     },
     **{

@@ -53,8 +53,9 @@ def test_performance_counts_the_confusion_matrix(scored_history):
         assert r["tp"] + r["fp"] + r["fn"] + r["tn"] == r["labelled"] <= r["predictions"]
         if r["f1"] is not None:
             assert 0 <= r["f1"] <= 1
-    weekly = monitoring.performance(monitoring.Period(
-        _period().start, _period().end, "week"), threshold=0.5)
+    weekly = monitoring.performance(
+        monitoring.Period(_period().start, _period().end, "week"), threshold=0.5
+    )
     assert sum(r["predictions"] for r in weekly) == sum(r["predictions"] for r in rows)
 
 
@@ -67,9 +68,17 @@ def test_threshold_curve_and_setting(scored_history, client, users):
     assert client.post("/admin/threshold", data={"threshold": "1.5"}).status_code == 400
     event = db.session.query(AuditEvent).filter_by(action="threshold.changed").one()
     assert event.details["to"] == 0.123 and event.actor == "admin"
-    body = client.post("/api/v1/predictions", json={
-        "tx_datetime": "2018-05-16T10:00:00", "customer_id": 1, "terminal_id": 2, "amount": 5.0,
-        "consent": False}, headers=_token_headers()).get_json()
+    body = client.post(
+        "/api/v1/predictions",
+        json={
+            "tx_datetime": "2018-05-16T10:00:00",
+            "customer_id": 1,
+            "terminal_id": 2,
+            "amount": 5.0,
+            "consent": False,
+        },
+        headers=_token_headers(),
+    ).get_json()
     assert body["threshold"] == 0.123
 
 
@@ -109,8 +118,11 @@ def test_new_alerts_are_posted_signed_once(scored_history, runner, app):
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    app.config.update(ALERT_F1_BELOW=1.01, WEBHOOK_SECRET="s3cret",
-                      ALERT_WEBHOOK_URLS=[f"http://127.0.0.1:{server.server_port}/alerts"])
+    app.config.update(
+        ALERT_F1_BELOW=1.01,
+        WEBHOOK_SECRET="s3cret",
+        ALERT_WEBHOOK_URLS=[f"http://127.0.0.1:{server.server_port}/alerts"],
+    )
     end = str(scored_history["TX_DATETIME"].max().date())
     try:
         runner.invoke(args=["monitor", "--as-of", end])
@@ -177,10 +189,11 @@ def test_aggregates_follow_labels_and_deletions(scored_history, client, auth):
     assert monitoring.performance(period, threshold=0.5) == before  # a rebuild changes nothing
     body = predict(client, auth, tx_datetime=f"{period.end}T12:00:00")
     day_rows = [r for r in monitoring.performance(period, 0.5) if r["period"] == str(period.end)]
-    assert sum(r["predictions"] for r in day_rows) == sum(
-        r["predictions"] for r in before if r["period"] == str(period.end)) + 1
-    client.post(f"/api/v1/predictions/{body['id']}/feedback", json={"label": "fraud"},
-                headers=auth)
+    assert (
+        sum(r["predictions"] for r in day_rows)
+        == sum(r["predictions"] for r in before if r["period"] == str(period.end)) + 1
+    )
+    client.post(f"/api/v1/predictions/{body['id']}/feedback", json={"label": "fraud"}, headers=auth)
     after = [r for r in monitoring.performance(period, 0.5) if r["period"] == str(period.end)]
     assert sum(r["labelled"] for r in after) == sum(r["labelled"] for r in day_rows) + 1
 

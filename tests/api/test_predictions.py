@@ -13,8 +13,13 @@ from tests.conftest import after_history
 
 
 def _tx(**overrides):
-    body = {"tx_datetime": after_history(), "customer_id": 12, "terminal_id": 40,
-            "amount": 42.5, "consent": True}
+    body = {
+        "tx_datetime": after_history(),
+        "customer_id": 12,
+        "terminal_id": 40,
+        "amount": 42.5,
+        "consent": True,
+    }
     return body | overrides
 
 
@@ -53,35 +58,41 @@ def test_explain_lists_every_feature_under_its_name(client, auth, stored_history
 
 def test_history_changes_the_features(client, auth, stored_history):
     """The customer windows count the stored transactions before this one."""
-    first = client.post("/api/v1/predictions?explain=true", json=_tx(customer_id=999_999),
-                        headers=auth).get_json()
-    second = client.post("/api/v1/predictions?explain=true", json=_tx(customer_id=999_999),
-                         headers=auth).get_json()
+    first = client.post(
+        "/api/v1/predictions?explain=true", json=_tx(customer_id=999_999), headers=auth
+    ).get_json()
+    second = client.post(
+        "/api/v1/predictions?explain=true", json=_tx(customer_id=999_999), headers=auth
+    ).get_json()
     assert first["features"]["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 1
     assert second["features"]["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 2
 
 
 def test_batch_is_scored_in_order_each_seeing_the_ones_before(client, auth, stored_history):
     batch = [_tx(customer_id=777_777, amount=10.0 * (i + 1)) for i in range(5)]
-    response = client.post("/api/v1/predictions?explain=1", json={"transactions": batch},
-                           headers=auth)
+    response = client.post(
+        "/api/v1/predictions?explain=1", json={"transactions": batch}, headers=auth
+    )
     assert response.status_code == 201
     results = response.get_json()["predictions"]
     assert [r["features"]["TX_AMOUNT"] for r in results] == [10, 20, 30, 40, 50]
     assert [r["features"]["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] for r in results] == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"customer_id": -1}, "customer_id"),
-    ({"customer_id": "12"}, "customer_id"),
-    ({"terminal_id": 2**40}, "terminal_id"),
-    ({"amount": "lots"}, "amount"),
-    ({"amount": -3}, "amount"),
-    ({"tx_datetime": "yesterday"}, "tx_datetime"),
-    ({"tx_datetime": "1800-01-01T00:00:00"}, "tx_datetime"),
-    ({"consent": "yes"}, "consent"),
-    ({"transaction_id": ""}, "transaction_id"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"customer_id": -1}, "customer_id"),
+        ({"customer_id": "12"}, "customer_id"),
+        ({"terminal_id": 2**40}, "terminal_id"),
+        ({"amount": "lots"}, "amount"),
+        ({"amount": -3}, "amount"),
+        ({"tx_datetime": "yesterday"}, "tx_datetime"),
+        ({"tx_datetime": "1800-01-01T00:00:00"}, "tx_datetime"),
+        ({"consent": "yes"}, "consent"),
+        ({"transaction_id": ""}, "transaction_id"),
+    ],
+)
 def test_bad_fields_are_400_with_field_errors(client, auth, body, field):
     response = client.post("/api/v1/predictions", json=_tx(**body), headers=auth)
     assert response.status_code == 400
@@ -89,11 +100,14 @@ def test_bad_fields_are_400_with_field_errors(client, auth, body, field):
     assert _count(Transaction) == 0
 
 
-@pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b"null", b"{\"transactions\": []}",
-                                     b"{\"transactions\": 5}", b"{}"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"[1, 2]", b"null", b'{"transactions": []}', b'{"transactions": 5}', b"{}"],
+)
 def test_malformed_bodies_are_400(client, auth, payload):
-    response = client.post("/api/v1/predictions", data=payload, headers=auth,
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/predictions", data=payload, headers=auth, content_type="application/json"
+    )
     assert response.status_code == 400 and "errors" in response.get_json()
 
 
@@ -106,22 +120,25 @@ def test_batch_errors_name_the_item_and_store_nothing(client, auth):
 
 
 def test_batch_over_the_limit_is_refused(client, auth):
-    response = client.post("/api/v1/predictions", json={"transactions": [_tx()] * 1001},
-                           headers=auth)
+    response = client.post(
+        "/api/v1/predictions", json={"transactions": [_tx()] * 1001}, headers=auth
+    )
     assert response.status_code == 400 and "transactions" in response.get_json()["errors"]
 
 
 def test_duplicate_transaction_id_is_400_and_keeps_the_first(client, auth, stored_history):
     client.post("/api/v1/predictions", json=_tx(transaction_id="dup"), headers=auth)
-    response = client.post("/api/v1/predictions", json=_tx(transaction_id="dup", amount=9.0),
-                           headers=auth)
+    response = client.post(
+        "/api/v1/predictions", json=_tx(transaction_id="dup", amount=9.0), headers=auth
+    )
     assert response.status_code == 400 and "transaction_id" in response.get_json()["errors"]
     stored = db.session.scalar(select(Transaction).where(Transaction.external_id == "dup"))
     assert stored.amount == 42.5
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
-                                     {"Authorization": "Basic abc"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}]
+)
 def test_missing_or_bad_token_is_401(client, headers):
     response = client.post("/api/v1/predictions", json=_tx(), headers=headers)
     assert response.status_code == 401

@@ -33,12 +33,15 @@ def test_repeated_failures_are_throttled(client, users):
     assert client.get("/review").status_code == 302
 
 
-@pytest.mark.parametrize(("target", "expected"), [
-    ("/review/coverage", "/review/coverage"),
-    ("https://evil.example/x", "/review"),
-    ("//evil.example/x", "/review"),
-    ("/\\evil.example", "/review"),
-])
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/review/coverage", "/review/coverage"),
+        ("https://evil.example/x", "/review"),
+        ("//evil.example/x", "/review"),
+        ("/\\evil.example", "/review"),
+    ],
+)
 def test_next_is_followed_only_on_this_site(client, users, target, expected):
     response = login(client, "analyst", next_url=target)
     assert response.location == expected
@@ -58,19 +61,27 @@ def test_passwords_are_hashed(app, users):
     assert "password-123" not in user.password_hash and user.check_password("password-123")
 
 
-@pytest.mark.parametrize(("name", "role", "password", "message"), [
-    ("x", "boss", "password-123", "role"),
-    ("x", "analyst", "short", "8 characters"),
-    ("", "analyst", "password-123", "1-80"),
-])
+@pytest.mark.parametrize(
+    ("name", "role", "password", "message"),
+    [
+        ("x", "boss", "password-123", "role"),
+        ("x", "analyst", "short", "8 characters"),
+        ("", "analyst", "password-123", "1-80"),
+    ],
+)
 def test_bad_accounts_are_refused(app, name, role, password, message):
     with pytest.raises(accounts.AccountError, match=message):
         accounts.create_user(name, role, password)
 
 
 def test_create_user_command(runner):
-    result = runner.invoke(args=["create-user", "carol", "--role", "analyst"],
-                           input="password-123\npassword-123\n")
+    result = runner.invoke(
+        args=["create-user", "carol", "--role", "analyst"], input="password-123\npassword-123\n"
+    )
     assert result.exit_code == 0, result.output
-    assert runner.invoke(args=["create-user", "carol", "--role", "analyst",
-                               "--password", "password-123"]).exit_code == 1
+    assert (
+        runner.invoke(
+            args=["create-user", "carol", "--role", "analyst", "--password", "password-123"]
+        ).exit_code
+        == 1
+    )

@@ -21,8 +21,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 def _request(url: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode() if body else None, method="POST" if body else "GET",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        url,
+        data=json.dumps(body).encode() if body else None,
+        method="POST" if body else "GET",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, json.loads(response.read())
@@ -33,8 +36,14 @@ def _request(url: str, token: str | None = None, body: dict | None = None) -> tu
 
 
 def _flask(live_server, *args: str) -> str:
-    return subprocess.run([FLASK, "--app", "fraudapp", *args], cwd=ROOT, env=live_server["env"],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [FLASK, "--app", "fraudapp", *args],
+        cwd=ROOT,
+        env=live_server["env"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def _workers(url: str, expected: int = 3) -> dict[int, str]:
@@ -75,10 +84,17 @@ def test_promote_and_rollback_under_load(live_server):
         n = 0
         while not stop.is_set() and n < 5000:
             n += 1
-            status, body = _request(f"{url}/api/v1/predictions", token, {
-                "tx_datetime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
-                "customer_id": seed * 100 + n % 50, "terminal_id": n % 300,
-                "amount": 5.0 + n % 100, "consent": False})
+            status, body = _request(
+                f"{url}/api/v1/predictions",
+                token,
+                {
+                    "tx_datetime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                    "customer_id": seed * 100 + n % 50,
+                    "terminal_id": n % 300,
+                    "amount": 5.0 + n % 100,
+                    "consent": False,
+                },
+            )
             outcomes.append((status, body.get("model_version")))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]

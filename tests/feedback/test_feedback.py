@@ -10,8 +10,12 @@ from tests.conftest import after_history, login, predict
 
 
 def _submit_form(client, consent=True):
-    data = {"tx_datetime": after_history()[:16], "customer_id": "12", "terminal_id": "40",
-            "amount": "42.50"}
+    data = {
+        "tx_datetime": after_history()[:16],
+        "customer_id": "12",
+        "terminal_id": "40",
+        "amount": "42.50",
+    }
     if consent:
         data["consent"] = "y"
     client.post("/", data=data)
@@ -30,7 +34,8 @@ def test_result_page_asks_for_feedback_only_with_consent(client, stored_history)
 
 
 def test_wrong_on_a_decision_records_the_opposite_label_and_answers_can_change(
-        client, stored_history):
+    client, stored_history
+):
     code = _receipt(_submit_form(client))
     prediction = db.session.scalar(select(Prediction))
     client.post(f"/my-data/{code}/feedback", data={"wrong": "Wrong"})
@@ -56,11 +61,15 @@ def test_my_data_shows_and_deletes_everything_but_counts(client, stored_history)
     assert response.status_code == 302
     assert db.session.scalar(select(func.count()).select_from(Prediction)) == 0
     assert db.session.scalar(select(func.count()).select_from(Transaction)) == before - 1
-    assert db.session.scalar(select(func.count()).select_from(Label).where(
-        Label.source == "feedback")) == 0
+    assert (
+        db.session.scalar(select(func.count()).select_from(Label).where(Label.source == "feedback"))
+        == 0
+    )
     assert db.session.scalar(select(func.sum(DailyCount.count))) == 1
-    assert db.session.scalar(select(AuditEvent.action).where(
-        AuditEvent.action == "data.deleted")) == "data.deleted"
+    assert (
+        db.session.scalar(select(AuditEvent.action).where(AuditEvent.action == "data.deleted"))
+        == "data.deleted"
+    )
     assert client.get(f"/my-data/{code}").status_code == 404
 
 
@@ -80,8 +89,12 @@ def test_api_feedback(client, auth, stored_history):
     assert transaction.fraud is True
     for bad in ({}, {"correct": "yes"}, {"label": "maybe"}, {"correct": True, "label": "fraud"}):
         assert client.post(url, json=bad, headers=auth).status_code == 400
-    assert client.post("/api/v1/predictions/999999/feedback", json={"correct": True},
-                       headers=auth).status_code == 404
+    assert (
+        client.post(
+            "/api/v1/predictions/999999/feedback", json={"correct": True}, headers=auth
+        ).status_code
+        == 404
+    )
     assert client.post(url, json={"correct": True}).status_code == 401
 
 
@@ -89,8 +102,9 @@ def test_analyst_label_outranks_feedback(client, auth, users, stored_history):
     body = predict(client, auth)
     login(client, "analyst")
     client.post("/review/label", data={"row": f"{body['id']}:fraud"})
-    client.post(f"/api/v1/predictions/{body['id']}/feedback", json={"label": "genuine"},
-                headers=auth)
+    client.post(
+        f"/api/v1/predictions/{body['id']}/feedback", json={"label": "genuine"}, headers=auth
+    )
     transaction = db.session.get(Prediction, body["id"]).transaction
     db.session.refresh(transaction)
     assert (transaction.fraud, transaction.label_source) == (True, "analyst")
@@ -98,8 +112,10 @@ def test_analyst_label_outranks_feedback(client, auth, users, stored_history):
 
 
 def test_review_queue_orders_filters_and_labels_in_bulk(client, auth, users, stored_history):
-    ids = [predict(client, auth, customer_id=c, amount=a)["id"]
-           for c, a in ((1, 15.0), (2, 900.0), (3, 60.0))]
+    ids = [
+        predict(client, auth, customer_id=c, amount=a)["id"]
+        for c, a in ((1, 15.0), (2, 900.0), (3, 60.0))
+    ]
     login(client, "analyst")
     page = client.get("/review").text
     rows = [int(part.split('"')[0]) for part in page.split('<tr data-id="')[1:]]
@@ -107,8 +123,9 @@ def test_review_queue_orders_filters_and_labels_in_bulk(client, auth, users, sto
     assert sorted(rows) == sorted(ids)
     assert [scores[i] for i in rows] == sorted(scores.values(), reverse=True)
     assert "the risk" in page  # each row's explanation
-    response = client.post("/review/label", data={"ids": ids[:2], "genuine": "1",
-                                                  "next": "/review?status=unlabelled"})
+    response = client.post(
+        "/review/label", data={"ids": ids[:2], "genuine": "1", "next": "/review?status=unlabelled"}
+    )
     assert response.location == "/review?status=unlabelled"
     remaining = client.get("/review").text
     assert remaining.count('<tr data-id="') == 1
@@ -146,8 +163,7 @@ def test_label_without_selection_changes_nothing(client, users):
 def test_coverage_figures(client, auth, users, stored_history):
     first = predict(client, auth)
     predict(client, auth)
-    client.post(f"/api/v1/predictions/{first['id']}/feedback", json={"correct": True},
-                headers=auth)
+    client.post(f"/api/v1/predictions/{first['id']}/feedback", json={"correct": True}, headers=auth)
     login(client, "analyst")
     page = client.get("/review/coverage").text
     assert "50 %" in page and "v1" in page

@@ -20,15 +20,18 @@ def _same_second_rows(frame: pd.DataFrame) -> np.ndarray:
 def test_offline_features_reproduce_the_handbook_file():
     frame = pd.read_csv(handbook_file(HANDBOOK_TRANSFORMED))
     x = features.compute_features(
-        frame["CUSTOMER_ID"].to_numpy(), frame["TERMINAL_ID"].to_numpy(),
-        to_unix_seconds(frame["TX_DATETIME"]), frame["TX_AMOUNT"].to_numpy(),
+        frame["CUSTOMER_ID"].to_numpy(),
+        frame["TERMINAL_ID"].to_numpy(),
+        to_unix_seconds(frame["TX_DATETIME"]),
+        frame["TX_AMOUNT"].to_numpy(),
         frame["TX_FRAUD"].to_numpy(),
     )
     comparable = ~_same_second_rows(frame)
     assert comparable.sum() > 1_466_000
     for j, name in enumerate(features.HANDBOOK_FEATURES):
-        np.testing.assert_allclose(x[comparable, j], frame.loc[comparable, name], rtol=1e-7,
-                                   atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            x[comparable, j], frame.loc[comparable, name], rtol=1e-7, atol=1e-6, err_msg=name
+        )
 
 
 def test_online_equals_offline_on_simulated_history(simulated_frame):
@@ -42,8 +45,9 @@ def test_online_equals_offline_on_simulated_history(simulated_frame):
         before = np.arange(len(frame)) < i
         c = before & (customer == customer[i])
         t = before & (terminal == terminal[i])
-        online = features.features_for_one(time[i], amount[i], (time[c], amount[c]),
-                                           (time[t], fraud[t]))
+        online = features.features_for_one(
+            time[i], amount[i], (time[c], amount[c]), (time[t], fraud[t])
+        )
         np.testing.assert_allclose(online, offline[i], rtol=1e-7, atol=1e-6)
 
 

@@ -14,9 +14,12 @@ def _history(frame) -> History:
     from fraudapp.ml.handbook import to_unix_seconds
 
     return History(
-        time=to_unix_seconds(frame["TX_DATETIME"]), customer=frame["CUSTOMER_ID"].to_numpy(),
-        terminal=frame["TERMINAL_ID"].to_numpy(), amount=frame["TX_AMOUNT"].to_numpy(),
-        label=frame["TX_FRAUD"].to_numpy())
+        time=to_unix_seconds(frame["TX_DATETIME"]),
+        customer=frame["CUSTOMER_ID"].to_numpy(),
+        terminal=frame["TERMINAL_ID"].to_numpy(),
+        amount=frame["TX_AMOUNT"].to_numpy(),
+        label=frame["TX_FRAUD"].to_numpy(),
+    )
 
 
 @pytest.mark.handbook

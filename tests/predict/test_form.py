@@ -8,8 +8,12 @@ from tests.conftest import after_history
 
 
 def _form(**overrides):
-    data = {"tx_datetime": after_history()[:16], "customer_id": "12", "terminal_id": "40",
-            "amount": "42.50"}
+    data = {
+        "tx_datetime": after_history()[:16],
+        "customer_id": "12",
+        "terminal_id": "40",
+        "amount": "42.50",
+    }
     return data | overrides
 
 
@@ -63,8 +67,9 @@ def test_csrf_is_enforced(app, database_url, trained_registry):
 
 
 def test_each_bad_field_gets_one_clear_message(client):
-    page = client.post("/", data=_form(customer_id="1.5", amount="3.456",
-                                       tx_datetime="1900-01-01T10:00")).text
+    page = client.post(
+        "/", data=_form(customer_id="1.5", amount="3.456", tx_datetime="1900-01-01T10:00")
+    ).text
     assert page.count("invalid-feedback") == 3
     assert "Not a valid integer value." in page and "Use a whole number" not in page
     assert "Use at most two decimals." in page

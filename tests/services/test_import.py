@@ -53,16 +53,19 @@ def test_gzip_and_missing_labels(app, tmp_path):
     assert db.session.scalar(select(Transaction.fraud)) is None
 
 
-@pytest.mark.parametrize(("bad_row", "message"), [
-    ("9,2018-13-01 00:00:00,1,2,3.0,0,0\n", "line 5: TX_DATETIME"),
-    ("9,2018-04-01 00:00:00,-1,2,3.0,0,0\n", "line 5: CUSTOMER_ID"),
-    ("9,2018-04-01 00:00:00,1,2.5,3.0,0,0\n", "line 5: TERMINAL_ID"),
-    ("9,2018-04-01 00:00:00,1,2,abc,0,0\n", "line 5: TX_AMOUNT"),
-    ("9,2018-04-01 00:00:00,1,2,3.0,0,2\n", "line 5: TX_FRAUD"),
-    ("1,2018-04-01 00:00:00,1,2,3.0,0,0\n", "line 5: TRANSACTION_ID appears twice"),
-    (",2018-04-01 00:00:00,1,2,3.0,0,0\n", "line 5: TRANSACTION_ID"),
-    ("9,2018-04-01 00:00:00,1,2\n", "line 5"),
-])
+@pytest.mark.parametrize(
+    ("bad_row", "message"),
+    [
+        ("9,2018-13-01 00:00:00,1,2,3.0,0,0\n", "line 5: TX_DATETIME"),
+        ("9,2018-04-01 00:00:00,-1,2,3.0,0,0\n", "line 5: CUSTOMER_ID"),
+        ("9,2018-04-01 00:00:00,1,2.5,3.0,0,0\n", "line 5: TERMINAL_ID"),
+        ("9,2018-04-01 00:00:00,1,2,abc,0,0\n", "line 5: TX_AMOUNT"),
+        ("9,2018-04-01 00:00:00,1,2,3.0,0,2\n", "line 5: TX_FRAUD"),
+        ("1,2018-04-01 00:00:00,1,2,3.0,0,0\n", "line 5: TRANSACTION_ID appears twice"),
+        (",2018-04-01 00:00:00,1,2,3.0,0,0\n", "line 5: TRANSACTION_ID"),
+        ("9,2018-04-01 00:00:00,1,2\n", "line 5"),
+    ],
+)
 def test_malformed_file_is_refused_whole(app, tmp_path, bad_row, message):
     import_transactions(_write(tmp_path / "ok.csv", ROWS[:1]))
     with pytest.raises(ImportRefused, match=message):
@@ -72,8 +75,13 @@ def test_malformed_file_is_refused_whole(app, tmp_path, bad_row, message):
 
 def test_missing_column_is_refused(app, tmp_path):
     with pytest.raises(ImportRefused, match="missing column.*TX_AMOUNT"):
-        import_transactions(_write(tmp_path / "a.csv", ["0,2018-04-01,1,2\n"],
-                                   header="TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID\n"))
+        import_transactions(
+            _write(
+                tmp_path / "a.csv",
+                ["0,2018-04-01,1,2\n"],
+                header="TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID\n",
+            )
+        )
 
 
 def test_not_a_csv_is_refused(app, tmp_path):

@@ -10,11 +10,20 @@ TERMINAL = 987_654  # a terminal with no history of its own
 
 
 def _terminal_risk(client, auth, when: str) -> float:
-    body = client.post("/api/v1/predictions?explain=true", headers=auth, json={
-        "tx_datetime": when, "customer_id": 5, "terminal_id": TERMINAL, "amount": 20.0,
-        "consent": False}).get_json()
+    body = client.post(
+        "/api/v1/predictions?explain=true",
+        headers=auth,
+        json={
+            "tx_datetime": when,
+            "customer_id": 5,
+            "terminal_id": TERMINAL,
+            "amount": 20.0,
+            "consent": False,
+        },
+    ).get_json()
     return body["features"]["TERMINAL_ID_RISK_1DAY_WINDOW"], body["features"][
-        "TERMINAL_ID_NB_TX_1DAY_WINDOW"]
+        "TERMINAL_ID_NB_TX_1DAY_WINDOW"
+    ]
 
 
 def test_feedback_label_reaches_later_terminal_risk_and_training(client, auth, stored_history):
@@ -26,8 +35,9 @@ def test_feedback_label_reaches_later_terminal_risk_and_training(client, auth, s
     history = load_history()
     assert history.label[-1] == -1  # not labelled: stays out of training
 
-    client.post(f"/api/v1/predictions/{first['id']}/feedback", json={"label": "fraud"},
-                headers=auth)
+    client.post(
+        f"/api/v1/predictions/{first['id']}/feedback", json={"label": "fraud"}, headers=auth
+    )
     assert _terminal_risk(client, auth, later) == (1.0, 1)
     # still inside the label delay: a transaction 6 days later cannot see the label yet
     sooner = (first_time + dt.timedelta(days=6)).isoformat()
@@ -35,6 +45,5 @@ def test_feedback_label_reaches_later_terminal_risk_and_training(client, auth, s
 
     history = load_history()
     assert history.label[-1] == 1
-    train, _ = split(history, Windows(first_time.date(), train_days=1, delay_days=0,
-                                      test_days=1))
+    train, _ = split(history, Windows(first_time.date(), train_days=1, delay_days=0, test_days=1))
     assert len(history) - 1 in set(train.tolist())

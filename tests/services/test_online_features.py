@@ -24,10 +24,13 @@ def test_online_features_from_the_database_match_the_handbook(app):
         t.external_id: t
         for t in db.session.scalars(
             select(Transaction).where(
-                Transaction.external_id.in_(sample["TRANSACTION_ID"].astype(str).tolist())))
+                Transaction.external_id.in_(sample["TRANSACTION_ID"].astype(str).tolist())
+            )
+        )
     }
-    online = np.array([scoring.features_of_stored(stored[str(i)])
-                       for i in sample["TRANSACTION_ID"]])
+    online = np.array(
+        [scoring.features_of_stored(stored[str(i)]) for i in sample["TRANSACTION_ID"]]
+    )
     assert len(online) >= 9_990
     expected = sample[list(features.HANDBOOK_FEATURES)].to_numpy()
     np.testing.assert_allclose(online[:, :15], expected, rtol=1e-7, atol=1e-6)
