@@ -33,6 +33,18 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, second=0, microsecond=0)
 
 
+def id_field(label: str) -> IntegerField:
+    """A required whole-number id field."""
+    return IntegerField(
+        label,
+        validators=[
+            InputRequired(message=f"Enter the {label.lower()}."),
+            parsed,
+            NumberRange(0, MAX_ID, message=f"Use a whole number from 0 to {MAX_ID}."),
+        ],
+    )
+
+
 class TransactionForm(FlaskForm):
     """Date/time (UTC), customer, terminal, amount and consent to store the transaction."""
 
@@ -42,22 +54,8 @@ class TransactionForm(FlaskForm):
         format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
         validators=[InputRequired(message="Enter a date and time."), parsed, plausible_time],
     )
-    customer_id = IntegerField(
-        "Customer id",
-        validators=[
-            InputRequired(message="Enter the customer id."),
-            parsed,
-            NumberRange(0, MAX_ID, message=f"Use a whole number from 0 to {MAX_ID}."),
-        ],
-    )
-    terminal_id = IntegerField(
-        "Terminal id",
-        validators=[
-            InputRequired(message="Enter the terminal id."),
-            parsed,
-            NumberRange(0, MAX_ID, message=f"Use a whole number from 0 to {MAX_ID}."),
-        ],
-    )
+    customer_id = id_field("Customer id")
+    terminal_id = id_field("Terminal id")
     amount = DecimalField(
         "Amount",
         places=2,
