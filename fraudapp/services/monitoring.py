@@ -17,8 +17,7 @@ from sqlalchemy import case, func, select
 
 from ..extensions import db
 from ..ml import features
-from ..ml.features import DAY
-from ..models import DailyCount, ModelSetting, MonitoringSnapshot, Prediction, Transaction
+from ..models import DailyCount, ModelSetting, MonitoringBin, MonitoringSnapshot, Prediction
 from . import aggregates, audit
 
 BINS = aggregates.BINS
@@ -51,17 +50,16 @@ class Period:
 
 
 def history_range() -> tuple[dt.date, dt.date] | None:
-    """The first and last transaction day that has a stored prediction."""
+    """The first and last transaction day that has a stored prediction (from the aggregates)."""
+    aggregates.refresh()
     low, high = db.session.execute(
-        select(func.min(Transaction.tx_time), func.max(Transaction.tx_time))
-        .select_from(Prediction)
-        .join(Prediction.transaction)
+        select(func.min(MonitoringBin.day), func.max(MonitoringBin.day))
     ).one()
     if low is None:
         return None
     return (
-        dt.date(1970, 1, 1) + dt.timedelta(days=low // DAY),
-        dt.date(1970, 1, 1) + dt.timedelta(days=high // DAY),
+        dt.date(1970, 1, 1) + dt.timedelta(days=low),
+        dt.date(1970, 1, 1) + dt.timedelta(days=high),
     )
 
 
@@ -485,6 +483,7 @@ def dashboard(period: Period) -> dict:
 
 
 def model_versions() -> list[str]:
-    """Model versions with stored predictions, newest first."""
-    versions = db.session.scalars(select(Prediction.model_version).distinct()).all()
+    """Model versions with stored predictions, newest first (from the aggregates)."""
+    aggregates.refresh()
+    versions = db.session.scalars(select(MonitoringBin.model_version).distinct()).all()
     return sorted(versions, key=lambda v: int(v[1:]) if v[1:].isdigit() else 0, reverse=True)
