@@ -43,6 +43,10 @@ def configure(app: Flask, test_config: dict | None) -> None:
     if test_config:
         app.config.update(test_config)
     settings.resolve_paths(app.config, app.instance_path)
+    if app.config["ROLE"] not in settings.ROLES:
+        raise RuntimeError(
+            f"FRAUDAPP_ROLE is {app.config['ROLE']!r}; expected one of {', '.join(settings.ROLES)}"
+        )
     _require_secret_key(app)
 
 
@@ -94,21 +98,29 @@ def register_model(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """Web pages and the JSON API."""
+    """The pages, API and webhook receiver of a prediction node; the artifact endpoint of a
+    trainer; all of them in the embedded default (ROLE "all")."""
     from .admin import bp as admin_bp
     from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .feedback import bp as feedback_bp
     from .health import bp as health_bp
+    from .hooks import artifacts, hooks
     from .predict import bp as predict_bp
 
-    app.register_blueprint(predict_bp)
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(feedback_bp)
-    app.register_blueprint(admin_bp, url_prefix="/admin")
-    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    role = app.config["ROLE"]
     app.register_blueprint(health_bp)
-    csrf.exempt(api_bp)
+    if role in ("web", "all"):
+        app.register_blueprint(predict_bp)
+        app.register_blueprint(auth_bp)
+        app.register_blueprint(feedback_bp)
+        app.register_blueprint(admin_bp, url_prefix="/admin")
+        app.register_blueprint(api_bp, url_prefix="/api/v1")
+        app.register_blueprint(hooks)
+        csrf.exempt(api_bp)
+        csrf.exempt(hooks)
+    if role in ("trainer", "all"):
+        app.register_blueprint(artifacts)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -11,10 +11,9 @@ import sys
 import click
 from flask import Flask, current_app
 
-from .ml.registry import RegistryError
 from .ml.simulate import simulate
 from .ml.training import Windows
-from .services import accounts, demo, history, monitoring, runs, tokens
+from .services import accounts, demo, history, monitoring, releases, runs, tokens
 from .services.training import latest_windows, registry, train_and_publish
 
 
@@ -82,7 +81,7 @@ def train_command(train_start, train_days, delay_days, test_days, promote, as_js
         version, result = train_and_publish(windows, promote=promote)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    summary = {"version": version, "promoted": registry().current() == version, **result.summary()}
+    summary = {"version": version, "promoted": releases.current() == version, **result.summary()}
     if as_json:
         click.echo(json.dumps(_finite(summary)))
         return
@@ -104,7 +103,7 @@ def models_group() -> None:
 def models_list(as_json: bool) -> None:
     """Every version with its test metrics; the serving one is marked."""
     reg = registry()
-    current = reg.current()
+    current = releases.current()
     rows = []
     for version in reg.versions():
         meta = reg.meta(version)
@@ -139,7 +138,7 @@ def models_promote(version: str) -> None:
     """Serve VERSION (checked loadable first)."""
     try:
         runs.promote(version, "cli")
-    except RegistryError as exc:
+    except runs.RunError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{version} is now serving")
 
@@ -149,7 +148,7 @@ def models_rollback() -> None:
     """Serve the version that served before the current one."""
     try:
         previous = runs.rollback("cli")
-    except (RegistryError, runs.RunError) as exc:
+    except runs.RunError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"rolled back to {previous}")
 

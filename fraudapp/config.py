@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+ROLES = ("all", "web", "trainer")
+
 
 class Defaults:
     """Settings every deployment starts from."""
@@ -45,6 +47,15 @@ class Defaults:
     TRAINER_HEARTBEAT_SECONDS = 5.0
     TRAINER_STALE_SECONDS = 120.0  # a running run silent this long is marked failed
     TRAINER_NICE = 10  # CPU priority the trainer lowers itself by
+    ROLE = "all"  # "web" (a prediction node), "trainer", or "all" (both, one deployment)
+    NODE_NAME = None  # this process's name on /admin/nodes (default: NODE_URL, else the host)
+    NODE_URL = None  # this node's base URL as the trainer reaches it, e.g. http://10.0.0.5:8000
+    NODE_SYNC_SECONDS = 10.0  # each worker checks the database's serving version this often
+    NODES: list[str] = []  # base URLs of prediction nodes told of model.published
+    ARTIFACT_BASE_URL = "http://127.0.0.1:8000"  # the trainer's base URL as nodes reach it
+    WEBHOOK_TIMEOUT_SECONDS = 5.0
+    WEBHOOK_MAX_ATTEMPTS = 8  # a delivery is retried with exponential back-off ...
+    WEBHOOK_BACKOFF_SECONDS = 2.0  # ... first after this, doubling each time (2, 4, ... 128 s)
     DEMO_CUSTOMERS = 600
     DEMO_TERMINALS = 1200
     DEMO_DAYS = 90

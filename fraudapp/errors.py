@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .extensions import db
@@ -10,7 +10,9 @@ from .extensions import db
 
 def wants_json() -> bool:
     """API paths and clients that prefer JSON get JSON errors."""
-    if request.path.startswith(("/api/", "/hooks/")):
+    if current_app.config["ROLE"] == "trainer" or request.path.startswith(
+        ("/api/", "/hooks/", "/artifacts/")
+    ):
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return (

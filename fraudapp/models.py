@@ -286,3 +286,99 @@ class DirtyDay(db.Model):
     __tablename__ = "monitoring_dirty_days"
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class ModelVersion(db.Model):
+    """A registry version the trainer published, and where prediction nodes download it from."""
+
+    __tablename__ = "model_versions"
+
+    version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    artifact_url: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    summary: Mapped[dict] = mapped_column(JSON)  # threshold, windows, metrics
+
+    def __repr__(self) -> str:
+        return f"<ModelVersion {self.version}>"
+
+
+class ModelRelease(db.Model):
+    """A change of the serving version (promotion or rollback); the latest row is what every
+    prediction node must serve."""
+
+    __tablename__ = "model_releases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))  # promote, rollback
+    actor: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<ModelRelease {self.id} {self.action} {self.version}>"
+
+
+class WebhookEndpoint(db.Model):
+    """A prediction node added by an admin: model.published goes to `url`, signed with `secret`."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(500), unique=True)
+    secret: Mapped[str] = mapped_column(String(200))
+    added_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<WebhookEndpoint {self.url}>"
+
+
+class WebhookDelivery(db.Model):
+    """One webhook to deliver to one URL: pending (with the time of its next attempt), delivered or
+    failed (gave up after the last retry)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_ms: Mapped[float | None]
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    def __repr__(self) -> str:
+        return f"<WebhookDelivery {self.id} {self.event} {self.url} {self.status}>"
+
+
+class WebhookNonce(db.Model):
+    """A signature a node has accepted: the same delivery presented again is a replay."""
+
+    __tablename__ = "webhook_nonces"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class NodeStatus(db.Model):
+    """A prediction node's (or the trainer's) last report: the version it serves and when."""
+
+    __tablename__ = "node_status"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str | None] = mapped_column(String(500))
+    version: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(String(500))
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<NodeStatus {self.name} {self.version}>"

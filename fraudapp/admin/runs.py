@@ -10,10 +10,9 @@ from flask_login import current_user
 
 from ..auth.decorators import role_required
 from ..extensions import db
-from ..ml.registry import RegistryError
 from ..models import TrainingRun
+from ..services import releases
 from ..services import runs as runs_service
-from ..services.training import registry
 from . import bp
 from .forms import ButtonForm
 
@@ -24,35 +23,15 @@ METRICS = ("auc", "ap", "cp_at_100", "precision", "recall", "f1", "threshold")
 @role_required("admin")
 def training_runs():
     """Recent runs, the registry's versions with the serving one, the triggers and the buttons."""
-    reg = registry()
     return render_template(
         "admin/runs.html",
         runs=runs_service.recent(),
-        serving=reg.current(),
-        versions=_versions(reg),
-        previous=reg.previous(),
+        serving=releases.current(),
+        versions=releases.versions(),
+        previous=releases.previous(),
         every_days=current_app.config["RETRAIN_EVERY_DAYS"],
         on_alert=current_app.config["RETRAIN_ON_ALERT"],
     )
-
-
-def _versions(reg) -> list[dict]:
-    """Every registry version, newest first, with its test metrics (None when unreadable)."""
-    rows = []
-    for version in reversed(reg.versions()):
-        try:
-            meta = reg.meta(version)
-        except RegistryError:
-            meta = {}
-        rows.append(
-            {
-                "version": version,
-                "created_at": meta.get("created_at"),
-                "windows": meta.get("windows") or {},
-                "metrics": meta.get("metrics") or {},
-            }
-        )
-    return rows
 
 
 @bp.post("/runs")
@@ -75,7 +54,7 @@ def retrain():
 def training_run(run_id: int):
     """One run: status and progress (polled while active), windows, candidate against champion."""
     run = db.get_or_404(TrainingRun, run_id)
-    return render_template("admin/run.html", run=run, metrics=METRICS, serving=registry().current())
+    return render_template("admin/run.html", run=run, metrics=METRICS, serving=releases.current())
 
 
 @bp.get("/runs/<int:run_id>.json")
@@ -134,15 +113,12 @@ def promote_model(version: str):
     if not ButtonForm().validate_on_submit():
         flash("The form expired; please try again.", "error")
         return redirect(url_for("admin.training_runs"))
-    if version not in registry().versions():
-        flash(f"Cannot promote {version}: there is no such version.", "error")
-        return redirect(url_for("admin.training_runs"))
     try:
         runs_service.promote(version, current_user.username)
-    except RegistryError as exc:  # present but unreadable or not verifiable
+    except runs_service.RunError as exc:  # unknown, unreadable or not verifiable
         flash(f"Cannot promote {version}: {exc}. The serving version is unchanged.", "error")
     else:
-        flash(f"{version} is now serving (every worker within a second).", "success")
+        flash(f"{version} is now serving (every node within seconds).", "success")
     return redirect(url_for("admin.training_runs"))
 
 
@@ -155,7 +131,7 @@ def rollback_model():
         return redirect(url_for("admin.training_runs"))
     try:
         previous = runs_service.rollback(current_user.username)
-    except (RegistryError, runs_service.RunError) as exc:
+    except runs_service.RunError as exc:
         flash(f"Cannot roll back: {exc}. The serving version is unchanged.", "error")
     else:
         flash(f"Rolled back: {previous} is now serving.", "success")

@@ -74,6 +74,35 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def verified_booster(model_text: str, meta: dict, version: str) -> lgb.Booster:
+    """The booster of a model text, after checking it against its metadata: sha256, the feature
+    list of this code, and a model that loads with those feature names."""
+    if hashlib.sha256(model_text.encode()).hexdigest() != meta.get("sha256"):
+        raise RegistryError(f"version {version}: model file missing or checksum mismatch")
+    if list(meta.get("features", [])) != list(features.FEATURES):
+        raise RegistryError(f"version {version}: feature list differs from this code's")
+    try:
+        booster = lgb.Booster(model_str=model_text)
+    except lgb.basic.LightGBMError as exc:
+        raise RegistryError(f"version {version}: unreadable model ({exc})") from exc
+    if booster.feature_name() != list(features.FEATURES):
+        raise RegistryError(f"version {version}: the model's own feature names differ")
+    return booster
+
+
+def previous_of(changes: list[tuple[str, str]]) -> str | None:
+    """From pointer changes (version, action), oldest first, the version a rollback returns to:
+    the one promoted before the current one, skipping those already rolled back (repeated
+    rollbacks walk back through the promotions)."""
+    served: list[str] = []
+    for version, action in changes:
+        if action == "rollback":
+            del served[-1:]
+        elif not served or served[-1] != version:
+            served.append(version)
+    return served[-2] if len(served) > 1 else None
+
+
 class Registry:
     """Numbered model versions in a folder, one of them current."""
 
@@ -142,20 +171,12 @@ class Registry:
 
     def load(self, version: str) -> LoadedModel:
         """Load a version after checking its checksum and feature list."""
-        folder = self.path(version)
         meta = self.meta(version)
-        model_path = folder / MODEL_FILE
-        if not model_path.is_file() or sha256_of(model_path) != meta.get("sha256"):
-            raise RegistryError(f"version {version}: model file missing or checksum mismatch")
-        if list(meta.get("features", [])) != list(features.FEATURES):
-            raise RegistryError(f"version {version}: feature list differs from this code's")
         try:
-            booster = lgb.Booster(model_str=model_path.read_text())
-        except lgb.basic.LightGBMError as exc:
-            raise RegistryError(f"version {version}: unreadable model ({exc})") from exc
-        if booster.feature_name() != list(features.FEATURES):
-            raise RegistryError(f"version {version}: the model's own feature names differ")
-        return LoadedModel(version, booster, meta)
+            model_text = (self.path(version) / MODEL_FILE).read_text()
+        except OSError as exc:
+            raise RegistryError(f"version {version}: model file missing ({exc})") from exc
+        return LoadedModel(version, verified_booster(model_text, meta, version), meta)
 
     def current(self) -> str | None:
         """The name in the CURRENT pointer, or None when nothing serves yet."""
@@ -174,22 +195,22 @@ class Registry:
             stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             handle.write(f"{stamp} {version} {action}\n")
 
-    def previous(self) -> str | None:
-        """The version to roll back to: the one promoted before the current one, skipping the
-        ones already rolled back (repeated rollbacks walk back through the promotions)."""
+    def changes(self) -> list[tuple[str, str]]:
+        """The pointer's changes (version, action), oldest first, from HISTORY."""
         try:
             lines = (self.root / HISTORY).read_text().splitlines()
         except FileNotFoundError:
-            return None
-        served: list[str] = []
+            return []
+        changes = []
         for line in lines:
             _, version, *action = line.split()
-            if action == ["rollback"]:
-                del served[-1:]
-            elif not served or served[-1] != version:
-                served.append(version)
-        candidates = [v for v in served[:-1] if v in self.versions()]
-        return candidates[-1] if candidates else None
+            changes.append((version, action[0] if action else "promote"))
+        return changes
+
+    def previous(self) -> str | None:
+        """The version to roll back to (see `previous_of`)."""
+        versions = set(self.versions())
+        return previous_of([c for c in self.changes() if c[0] in versions])
 
     def rollback(self) -> str:
         """Serve the previous version; its name."""

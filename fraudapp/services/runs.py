@@ -14,17 +14,19 @@ import math
 import os
 import socket
 import threading
+import time
 
 import numpy as np
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..ml.metrics import evaluate
 from ..ml.registry import RegistryError
 from ..ml.training import predict, split
 from ..models import TrainingRun, utcnow
-from . import audit
+from . import audit, releases, webhooks
 from .history import load_history
 from .training import latest_windows, publish, registry, train
 
@@ -70,33 +72,29 @@ def cancel(run_id: int, by: str) -> TrainingRun:
 
 
 def promote(version: str, by: str) -> None:
-    """Serve a version (checked loadable first); audited."""
-    registry().set_current(version)
+    """Serve a version on every node (checked loadable first); audited."""
+    try:
+        releases.release(version, "promote", by)
+    except (RegistryError, releases.ReleaseError) as exc:
+        db.session.rollback()
+        raise RunError(str(exc)) from exc
     db.session.execute(
         update(TrainingRun).where(TrainingRun.version == version).values(promotion="promoted")
     )
-    audit.record("model.promoted", target=version, actor=by)
     db.session.commit()
-    _published(version)
 
 
 def rollback(by: str) -> str:
-    """Serve the version that served before the current one; audited."""
+    """Serve the version that served before the current one, on every node; audited."""
+    previous = releases.previous()
+    if previous is None:
+        raise RunError("no earlier version to roll back to")
     try:
-        previous = registry().rollback()
-    except RegistryError as exc:
+        releases.release(previous, "rollback", by)
+    except (RegistryError, releases.ReleaseError) as exc:
+        db.session.rollback()
         raise RunError(str(exc)) from exc
-    audit.record("model.rolled_back", target=previous, actor=by)
-    db.session.commit()
-    _published(previous)
     return previous
-
-
-def _published(version: str) -> None:
-    """Hook for telling prediction nodes about a new current version."""
-    hook = current_app.extensions.get("fraudapp.on_publish")
-    if hook:
-        hook(version)
 
 
 def _get(run_id: int) -> TrainingRun:
@@ -275,7 +273,7 @@ def _label_counts(history, rows: np.ndarray) -> dict:
 def _champion_metrics(history, rows: np.ndarray) -> tuple[str | None, dict | None]:
     """The serving model's metrics on the candidate's validation rows."""
     reg = registry()
-    version = reg.current()
+    version = releases.current()
     if version is None or len(rows) == 0:
         return version, None
     try:
@@ -301,39 +299,66 @@ def _apply_policy(run: TrainingRun) -> str:
         champion is None or candidate >= champion - config["PROMOTE_AP_MARGIN"]
     )
     if enough and better:
-        registry().set_current(run.version)
-        audit.record(
-            "model.promoted",
-            target=run.version,
-            actor="trainer",
+        releases.release(
+            run.version,
+            "promote",
+            "trainer",
             details={"run": run.id, "candidate_ap": candidate, "champion_ap": champion},
         )
-        db.session.commit()
-        _published(run.version)
         return "promoted"
     return "awaiting approval"
 
 
 def work(once: bool, poll_seconds: float, log=print) -> int:
-    """The trainer loop: fail stale runs, queue scheduled ones, claim and execute; runs done."""
+    """The trainer loop: fail stale runs, queue scheduled ones, claim and execute; runs done.
+
+    Beside it, a thread delivers due webhooks every second and keeps this process's registry on
+    the current version (with a heartbeat) every NODE_SYNC_SECONDS.
+    """
     config = current_app.config
     name = worker_name()
     done = 0
-    while True:
-        fail_stale(config["TRAINER_STALE_SECONDS"])
-        schedule_due(config["RETRAIN_EVERY_DAYS"])
-        run = claim(name)
-        if run is None:
-            if once:
-                return done
-            stop = threading.Event()
-            stop.wait(poll_seconds)
-            continue
-        log(f"run {run.id}: started ({run.reason}, asked by {run.requested_by})")
-        run = execute(run)
-        done += 1
-        log(
-            f"run {run.id}: {run.status}"
-            + (f", version {run.version} {run.promotion}" if run.version else "")
-            + (f" — {run.error}" if run.error else "")
-        )
+    stop = threading.Event()
+    courier = threading.Thread(
+        target=_courier, daemon=True, args=(current_app._get_current_object(), stop)
+    )
+    courier.start()
+    try:
+        while True:
+            fail_stale(config["TRAINER_STALE_SECONDS"])
+            schedule_due(config["RETRAIN_EVERY_DAYS"])
+            run = claim(name)
+            if run is None:
+                if once:
+                    return done
+                stop.wait(poll_seconds)
+                continue
+            log(f"run {run.id}: started ({run.reason}, asked by {run.requested_by})")
+            run = execute(run)
+            done += 1
+            log(
+                f"run {run.id}: {run.status}"
+                + (f", version {run.version} {run.promotion}" if run.version else "")
+                + (f" — {run.error}" if run.error else "")
+            )
+    finally:
+        stop.set()
+        courier.join()
+
+
+def _courier(app, stop: threading.Event) -> None:
+    """Deliver due webhooks every second; sync and report every NODE_SYNC_SECONDS."""
+    sync_every = float(app.config["NODE_SYNC_SECONDS"]) or float("inf")
+    synced_at = float("-inf")
+    while not stop.is_set():
+        with app.app_context():
+            if time.monotonic() - synced_at >= sync_every:
+                releases.tick()
+                synced_at = time.monotonic()
+            try:
+                webhooks.deliver_due()
+            except SQLAlchemyError as exc:
+                db.session.rollback()
+                app.logger.error("webhook delivery: database unavailable: %s", exc)
+            db.session.remove()
+        stop.wait(1.0)

@@ -7,9 +7,11 @@ import datetime as dt
 import numpy as np
 from flask import current_app
 
+from ..extensions import db
 from ..ml import features
 from ..ml.registry import Registry
 from ..ml.training import TrainingResult, Windows, run_protocol
+from . import releases
 from .history import load_history
 
 
@@ -37,21 +39,24 @@ def train(history, windows: Windows, params: dict | None = None) -> TrainingResu
 
 
 def publish(result: TrainingResult, history) -> str:
-    """Write a trained model to the registry as a new version; its name."""
-    return registry().publish(result.booster, _metadata(result, history))
+    """Write a trained model to the registry as a new version, listed in the catalog for the
+    prediction nodes; its name."""
+    version = registry().publish(result.booster, _metadata(result, history))
+    releases.register(version)
+    db.session.commit()
+    return version
 
 
 def train_and_publish(
-    windows: Windows, promote: bool = False, params: dict | None = None
+    windows: Windows, promote: bool = False, params: dict | None = None, actor: str = "cli"
 ) -> tuple[str, TrainingResult]:
-    """Train on the stored history, publish a registry version, and make it current if asked
-    (or if nothing serves yet)."""
+    """Train on the stored history, publish a registry version, and release it if asked (or if
+    nothing serves yet)."""
     history = load_history()
     result = train(history, windows, params)
     version = publish(result, history)
-    reg = registry()
-    if promote or reg.current() is None:
-        reg.set_current(version)
+    if promote or releases.current() is None:
+        releases.release(version, "promote", actor)
     return version, result
 
 

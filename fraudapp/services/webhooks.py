@@ -1,0 +1,204 @@
+"""Webhooks between the trainer and the prediction nodes.
+
+Outgoing: every `model.published` is one delivery row per node, tried at once and retried with
+exponential back-off (WEBHOOK_BACKOFF_SECONDS, doubling) until WEBHOOK_MAX_ATTEMPTS; each attempt's
+status, error and response time are kept. Any process may deliver: an attempt is claimed by a
+conditional update, so two deliverers never post the same attempt.
+
+Incoming: the signature (constant-time, 5-minute window, `fraudapp.signing`) and a replay check —
+a signature a node has already accepted is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .. import signing
+from ..extensions import db
+from ..models import ModelVersion, WebhookDelivery, WebhookEndpoint, WebhookNonce, utcnow
+from . import audit
+
+MODEL_HOOK = "/hooks/model-published"
+LEASE = dt.timedelta(seconds=60)  # an attempt whose deliverer died is tried again after this
+
+
+class EndpointError(Exception):
+    """An endpoint that cannot be added or removed as asked."""
+
+
+# -- the nodes to tell ---------------------------------------------------------------------------
+
+
+def endpoints() -> list[dict]:
+    """The prediction nodes told of model.published: FRAUDAPP_NODES (signed with the webhook
+    secret) and the ones added on the admin page (with their own secret)."""
+    secret = current_app.config["WEBHOOK_SECRET"]
+    found = {
+        url.rstrip("/"): {"id": None, "url": url.rstrip("/"), "secret": secret, "source": "config"}
+        for url in current_app.config["NODES"]
+    }
+    for row in db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.url)):
+        found[row.url] = {"id": row.id, "url": row.url, "secret": row.secret, "source": "admin"}
+    return sorted(found.values(), key=lambda endpoint: endpoint["url"])
+
+
+def add_endpoint(url: str, secret: str, by: str) -> WebhookEndpoint:
+    """Add a node (its base URL) with the secret it verifies with; audited; commits."""
+    url = url.strip().rstrip("/")
+    if db.session.scalar(select(WebhookEndpoint.id).where(WebhookEndpoint.url == url)):
+        raise EndpointError(f"{url} is already a node")
+    row = WebhookEndpoint(url=url, secret=secret, added_by=by)
+    db.session.add(row)
+    audit.record("node.added", target=url, actor=by)
+    db.session.commit()
+    return row
+
+
+def remove_endpoint(endpoint_id: int, by: str) -> str:
+    """Stop telling a node of new versions; audited; commits; its URL."""
+    row = db.session.get(WebhookEndpoint, endpoint_id)
+    if row is None:
+        raise EndpointError("no such node (it may have been removed already)")
+    db.session.delete(row)
+    audit.record("node.removed", target=row.url, actor=by)
+    db.session.commit()
+    return row.url
+
+
+# -- outgoing ------------------------------------------------------------------------------------
+
+
+def announce(version: ModelVersion) -> list[WebhookDelivery]:
+    """Queue model.published for every node (in the caller's transaction)."""
+    payload = {
+        "event": "model.published",
+        "version": version.version,
+        "sha256": version.sha256,
+        "artifact_url": version.artifact_url,
+        "published_at": utcnow().isoformat(timespec="seconds"),
+    }
+    rows = [
+        WebhookDelivery(
+            url=endpoint["url"] + MODEL_HOOK,
+            event="model.published",
+            payload=payload,
+            status="pending",
+            next_attempt_at=utcnow(),
+        )
+        for endpoint in endpoints()
+    ]
+    db.session.add_all(rows)
+    db.session.flush()
+    return rows
+
+
+def deliver_due(limit: int = 50) -> int:
+    """Attempt the deliveries whose time has come; how many were attempted."""
+    ids = db.session.scalars(
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= utcnow())
+        .order_by(WebhookDelivery.id)
+        .limit(limit)
+    ).all()
+    return deliver(ids)
+
+
+def deliver(ids: list[int]) -> int:
+    """Attempt these deliveries once each (those still pending and not claimed by another
+    deliverer); how many were attempted."""
+    config = current_app.config
+    secrets = {endpoint["url"] + MODEL_HOOK: endpoint["secret"] for endpoint in endpoints()}
+    attempted = 0
+    for delivery_id in ids:
+        delivery = _claim(delivery_id)
+        if delivery is None:
+            continue
+        attempted += 1
+        secret = secrets.get(delivery.url)
+        if secret:
+            outcome = signing.post(
+                delivery.url, secret, delivery.payload, config["WEBHOOK_TIMEOUT_SECONDS"]
+            )
+        else:
+            outcome = {"status": None, "ms": 0.0, "error": "no secret for this node"}
+        _record(delivery, outcome)
+    return attempted
+
+
+def _claim(delivery_id: int) -> WebhookDelivery | None:
+    now = utcnow()
+    claimed = db.session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .values(attempts=WebhookDelivery.attempts + 1, next_attempt_at=now + LEASE)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return db.session.get(WebhookDelivery, delivery_id) if claimed.rowcount else None
+
+
+def _record(delivery: WebhookDelivery, outcome: dict) -> None:
+    config = current_app.config
+    delivery.last_status, delivery.last_ms = outcome["status"], outcome["ms"]
+    delivery.last_error = (outcome.get("error") or None) and outcome["error"][:500]
+    if outcome["status"] is not None and 200 <= outcome["status"] < 300:
+        delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
+            "delivered",
+            utcnow(),
+            None,
+        )
+    elif delivery.attempts >= config["WEBHOOK_MAX_ATTEMPTS"]:
+        delivery.status, delivery.next_attempt_at = "failed", None
+        current_app.logger.warning(
+            "webhook to %s failed for good: %s", delivery.url, delivery.last_error
+        )
+    else:
+        backoff = config["WEBHOOK_BACKOFF_SECONDS"] * 2 ** (delivery.attempts - 1)
+        delivery.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff)
+    db.session.commit()
+
+
+def recent(limit: int = 50) -> list[WebhookDelivery]:
+    """The latest deliveries, newest first."""
+    return list(
+        db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit))
+    )
+
+
+# -- incoming ------------------------------------------------------------------------------------
+
+
+def authentic(header: str | None, body: bytes) -> bool:
+    """Whether a request is signed with this node's secret within the time window."""
+    secret = current_app.config["WEBHOOK_SECRET"]
+    return bool(secret) and signing.verify(secret, header, body)
+
+
+def first_use(header: str) -> bool:
+    """Record an accepted signature; False when it was seen before (a replay). Commits."""
+    now = utcnow()
+    window = dt.timedelta(seconds=2 * signing.TOLERANCE_SECONDS)
+    db.session.execute(delete(WebhookNonce).where(WebhookNonce.received_at < now - window))
+    db.session.add(WebhookNonce(digest=hashlib.sha256(header.encode()).hexdigest()))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    return True
+
+
+def artifact_request_authentic(header: str | None, path: str) -> bool:
+    """Whether an artifact download is signed (over its path) with a secret a node holds."""
+    secrets = {endpoint["secret"] for endpoint in endpoints()}
+    secrets.add(current_app.config["WEBHOOK_SECRET"])
+    return any(secret and signing.verify(secret, header, path.encode()) for secret in secrets)
