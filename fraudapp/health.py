@@ -11,6 +11,7 @@ bp = Blueprint("health", __name__)
 def healthz():
     """200 with the serving version (and which worker answered); 503 while no model serves."""
     model = current_app.extensions["fraudapp.model"].get()
+    answer = {"role": current_app.config["ROLE"], "worker": os.getpid()}
     if model is None:
-        return jsonify({"status": "no model", "model_version": None, "worker": os.getpid()}), 503
-    return jsonify({"status": "ok", "model_version": model.version, "worker": os.getpid()})
+        return jsonify({"status": "no model", "model_version": None, **answer}), 503
+    return jsonify({"status": "ok", "model_version": model.version, **answer})

@@ -5,4 +5,4 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__)
 
-from . import runs, views  # noqa: E402,F401  (routes attach to bp)
+from . import nodes, runs, views  # noqa: E402,F401  (routes attach to bp)

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, DecimalField, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, NumberRange, Optional
+from wtforms import (
+    DateField,
+    DecimalField,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+    URLField,
+    ValidationError,
+)
+from wtforms.validators import URL, DataRequired, Length, NumberRange, Optional
 
 from ..feedback.forms import choices
 from ..services.monitoring import Period
@@ -62,3 +71,29 @@ class AuditFilterForm(FlaskForm):
 
 class ButtonForm(FlaskForm):
     """A POST button (retrain, cancel, promote, roll back): nothing but the CSRF token."""
+
+
+class NodeForm(FlaskForm):
+    """Add a prediction node to tell of new model versions."""
+
+    url = URLField(
+        "Node URL",
+        validators=[
+            DataRequired(message="Enter the node's base URL."),
+            URL(require_tld=False, message="Enter an http(s) URL such as http://10.0.0.5:8000."),
+            Length(max=400),
+        ],
+    )
+    secret = PasswordField(
+        "Webhook secret",
+        validators=[
+            DataRequired(message="Enter the node's FRAUDAPP_WEBHOOK_SECRET."),
+            Length(min=16, max=200, message="Use 16 to 200 characters."),
+        ],
+    )
+    submit = SubmitField("Add node")
+
+    def validate_url(self, field) -> None:
+        """Only http(s): the URL is posted to."""
+        if not field.data.lower().startswith(("http://", "https://")):
+            raise ValidationError("Enter an http(s) URL such as http://10.0.0.5:8000.")

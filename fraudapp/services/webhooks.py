@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import uuid
 
 from flask import current_app
 from sqlalchemy import delete, select, update
@@ -74,7 +75,8 @@ def remove_endpoint(endpoint_id: int, by: str) -> str:
 
 
 def announce(version: ModelVersion) -> list[WebhookDelivery]:
-    """Queue model.published for every node (in the caller's transaction)."""
+    """Queue model.published for every node (in the caller's transaction). Each delivery has its
+    own id, so two announcements of one version never share a signature (replays are refused)."""
     payload = {
         "event": "model.published",
         "version": version.version,
@@ -86,7 +88,7 @@ def announce(version: ModelVersion) -> list[WebhookDelivery]:
         WebhookDelivery(
             url=endpoint["url"] + MODEL_HOOK,
             event="model.published",
-            payload=payload,
+            payload={**payload, "delivery": uuid.uuid4().hex},
             status="pending",
             next_attempt_at=utcnow(),
         )

@@ -1,0 +1,335 @@
+"""Model distribution between a trainer and prediction nodes, over real HTTP on loopback.
+
+The trainer (ROLE "all": the suite's app) and a node (ROLE "web", its own empty model dir, the same
+database) are served by werkzeug servers in threads, so webhooks and artifact downloads go through
+real sockets, signatures and JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from sqlalchemy import select, update
+from werkzeug.serving import make_server
+
+from fraudapp import create_app
+from fraudapp.extensions import db
+from fraudapp.ml.registry import Registry, previous_of
+from fraudapp.models import AuditEvent, ModelRelease, NodeStatus, WebhookDelivery, utcnow
+from fraudapp.services import releases, runs, webhooks
+from fraudapp.services.training import registry
+from fraudapp.signing import HEADER, sign
+from tests.conftest import login
+
+SECRET = "node-secret-" + "x" * 20
+
+
+class Server:
+    """A WSGI app on a free loopback port, in a thread."""
+
+    def __init__(self, app):
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join()
+
+
+def _copy_of_v1() -> str:
+    """A second registry version without training: v1's model under the next number."""
+    reg = registry()
+    meta = {k: v for k, v in reg.meta("v1").items() if k not in ("sha256", "version")}
+    return reg.install((reg.path("v1") / "model.txt").read_text(), meta)
+
+
+@pytest.fixture
+def trainer(app):
+    """The suite's app as the trainer, serving its artifacts over HTTP."""
+    server = Server(app)
+    app.config.update(WEBHOOK_SECRET=SECRET, ARTIFACT_BASE_URL=server.url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def node(app, trainer, database_url, tmp_path):
+    """A prediction node: ROLE web, an empty model dir of its own, served over HTTP, listed in
+    the trainer's FRAUDAPP_NODES."""
+    node_app = create_app(
+        {
+            "TESTING": True,
+            "ROLE": "web",
+            "DATABASE_URL": database_url,
+            "MODEL_DIR": str(tmp_path / "node-models"),
+            "WEBHOOK_SECRET": SECRET,
+            "NODE_NAME": "node-a",
+            "MODEL_CHECK_INTERVAL": 0.0,
+        }
+    )
+    server = Server(node_app)
+    app.config["NODES"] = [server.url]
+    yield {"app": node_app, "url": server.url, "registry": Registry(tmp_path / "node-models")}
+    server.stop()
+    with node_app.app_context():
+        db.engine.dispose()
+
+
+def _post_hook(url: str, body: bytes, header: str | None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"} | ({HEADER: header} if header else {})
+    request = urllib.request.Request(
+        url + "/hooks/model-published", data=body, headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _announcement(version: str) -> bytes:
+    row = releases.register_if_local(version)
+    db.session.commit()
+    return json.dumps(
+        {
+            "event": "model.published",
+            "version": version,
+            "sha256": row.sha256,
+            "artifact_url": row.artifact_url,
+            "published_at": utcnow().isoformat(),
+        }
+    ).encode()
+
+
+def test_a_promotion_reaches_the_node_which_downloads_verifies_and_serves_it(app, node):
+    releases.release("v1", "promote", "admin")
+    v2 = _copy_of_v1()
+    runs.promote(v2, "admin")
+
+    assert node["registry"].current() == v2
+    assert node["registry"].meta(v2)["sha256"] == registry().meta(v2)["sha256"]
+    with node["app"].app_context():
+        assert node["app"].extensions["fraudapp.model"].get().version == v2
+    deliveries = list(db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
+    assert [(d.payload["version"], d.status, d.attempts, d.last_status) for d in deliveries] == [
+        ("v1", "delivered", 1, 200),
+        (v2, "delivered", 1, 200),
+    ]
+    assert deliveries[-1].url == node["url"] + "/hooks/model-published"
+    assert deliveries[-1].last_ms > 0
+
+    runs.rollback("admin")  # the database's history decides, on every node
+    assert node["registry"].current() == "v1"
+    assert releases.current() == "v1"
+    actions = db.session.execute(
+        select(ModelRelease.version, ModelRelease.action, ModelRelease.actor).order_by(
+            ModelRelease.id
+        )
+    ).all()  # the first release starts with the registry's own history
+    assert [tuple(a) for a in actions] == [
+        ("v1", "promote", "registry"),
+        ("v1", "promote", "admin"),
+        (v2, "promote", "admin"),
+        ("v1", "rollback", "admin"),
+    ]
+
+
+def test_forged_stale_replayed_and_tampered_deliveries_change_nothing(app, node, caplog):
+    releases.release("v1", "promote", "admin")
+    v2 = _copy_of_v1()
+    db.session.add(ModelRelease(version=v2, action="promote", actor="test"))
+    db.session.commit()
+    body = _announcement(v2)
+    installed_before = node["registry"].versions()
+    current_before = node["registry"].current()
+
+    forged = sign("not-the-secret-" + "y" * 20, body)
+    assert _post_hook(node["url"], body, forged)[0] == 401
+    assert _post_hook(node["url"], body, None)[0] == 401
+    stale = sign(SECRET, body, int(time.time()) - 301)
+    assert _post_hook(node["url"], body, stale)[0] == 401
+    other_body = body.replace(b'"v', b'"v9', 1)  # signed for another body
+    assert _post_hook(node["url"], other_body, sign(SECRET, body))[0] == 401
+
+    tampered = json.loads(body) | {"sha256": "0" * 64}
+    tampered = json.dumps(tampered).encode()
+    status, answer = _post_hook(node["url"], tampered, sign(SECRET, tampered))
+    assert status == 400 and "artifact" in answer["errors"]
+
+    malformed = json.dumps({"event": "model.deleted", "version": "../x"}).encode()
+    status, answer = _post_hook(node["url"], malformed, sign(SECRET, malformed))
+    assert status == 400
+    assert set(answer["errors"]) == {"event", "version", "sha256", "artifact_url"}
+
+    assert node["registry"].versions() == installed_before
+    assert node["registry"].current() == current_before
+
+    header = sign(SECRET, body)
+    status, answer = _post_hook(node["url"], body, header)
+    assert status == 200 and answer["serving"] == v2
+    assert _post_hook(node["url"], body, header) == (400, {"error": "replayed delivery"})
+    status, answer = _post_hook(node["url"], body, sign(SECRET, body, int(time.time()) + 1))
+    assert (status, answer["status"]) == (200, "already installed")  # a no-op
+    assert node["registry"].current() == v2
+    assert "bad or stale signature" in caplog.text and "replayed delivery" in caplog.text
+
+
+def test_a_stale_announcement_does_not_override_a_later_release(app, node):
+    releases.release("v1", "promote", "admin")
+    v2 = _copy_of_v1()
+    body = _announcement(v2)  # announced, but v1 is still the released version
+    status, answer = _post_hook(node["url"], body, sign(SECRET, body))
+    assert status == 200 and answer["serving"] == "v1"
+    assert node["registry"].current() == "v1" and v2 in node["registry"].versions()
+
+
+def test_a_node_that_was_down_gets_retries_with_back_off_then_catches_up(app, node, trainer):
+    app.config["NODES"] = ["http://127.0.0.1:9"]  # nothing listens on the discard port
+    app.config.update(WEBHOOK_BACKOFF_SECONDS=2.0, WEBHOOK_MAX_ATTEMPTS=3)
+    releases.release("v1", "promote", "admin")
+    delivery = db.session.scalar(select(WebhookDelivery))
+    assert (delivery.status, delivery.attempts, delivery.last_status) == ("pending", 1, None)
+    assert delivery.last_error
+    due = delivery.next_attempt_at.replace(tzinfo=dt.UTC) - utcnow()
+    assert dt.timedelta(seconds=1) < due <= dt.timedelta(seconds=2)
+    assert webhooks.deliver_due() == 0  # not yet due
+
+    def attempt_now() -> WebhookDelivery:
+        db.session.execute(update(WebhookDelivery).values(next_attempt_at=utcnow()))
+        db.session.commit()
+        assert webhooks.deliver_due() == 1
+        db.session.expire_all()
+        return db.session.get(WebhookDelivery, delivery.id)
+
+    delivery = attempt_now()
+    due = delivery.next_attempt_at.replace(tzinfo=dt.UTC) - utcnow()
+    assert delivery.attempts == 2 and dt.timedelta(seconds=3) < due <= dt.timedelta(seconds=4)
+    delivery = attempt_now()
+    assert (delivery.status, delivery.attempts) == ("failed", 3)
+    assert node["registry"].current() is None
+
+    with node["app"].app_context():  # the node starts (or its periodic check runs)
+        releases.tick()
+        status = db.session.get(NodeStatus, "node-a")
+        assert (status.role, status.version, status.error) == ("web", "v1", None)
+    assert node["registry"].current() == "v1"
+
+
+def test_node_status_shows_who_is_behind_or_silent(app, node):
+    releases.release("v1", "promote", "admin")
+    with node["app"].app_context():
+        releases.tick()
+    db.session.add(NodeStatus(name="node-b", role="web", version=None, heartbeat_at=utcnow()))
+    db.session.add(
+        NodeStatus(
+            name="node-c", role="web", version="v1", heartbeat_at=utcnow() - dt.timedelta(hours=1)
+        )
+    )
+    db.session.commit()
+    state = {
+        row["name"]: (row["version"], row["behind"], row["silent"]) for row in releases.nodes()
+    }
+    assert state == {
+        "node-a": ("v1", False, False),
+        "node-b": (None, True, False),
+        "node-c": ("v1", False, True),
+    }
+
+
+def test_the_artifact_endpoint_wants_a_signature_and_serves_verified_versions(app, trainer):
+    def get(path: str, header: str | None) -> int:
+        request = urllib.request.Request(
+            trainer.url + path, headers={HEADER: header} if header else {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                data = json.loads(response.read())
+                assert hashlib.sha256(data["model"].encode()).hexdigest() == data["meta"]["sha256"]
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert get("/artifacts/v1", None) == 401
+    assert get("/artifacts/v1", sign("wrong-secret-" + "z" * 20, b"/artifacts/v1")) == 401
+    assert get("/artifacts/v1", sign(SECRET, b"/artifacts/v2")) == 401  # signed for another path
+    assert get("/artifacts/v1", sign(SECRET, b"/artifacts/v1")) == 200
+    assert get("/artifacts/v7", sign(SECRET, b"/artifacts/v7")) == 404
+    webhooks.add_endpoint("http://10.0.0.9:8000", "own-secret-of-node-" + "w" * 10, "admin")
+    assert get("/artifacts/v1", sign("own-secret-of-node-" + "w" * 10, b"/artifacts/v1")) == 200
+
+
+def test_roles_choose_the_blueprints(database_url, tmp_path):
+    def make(role):
+        return create_app(
+            {
+                "TESTING": True,
+                "ROLE": role,
+                "DATABASE_URL": database_url,
+                "MODEL_DIR": str(tmp_path),
+            }
+        )
+
+    web, trainer_only = make("web").test_client(), make("trainer").test_client()
+    assert web.get("/artifacts/v1").status_code == 404
+    assert web.post("/hooks/model-published").status_code == 401
+    assert trainer_only.get("/").status_code == 404
+    assert trainer_only.get("/").is_json
+    assert trainer_only.get("/artifacts/v1").status_code == 401
+    with pytest.raises(RuntimeError, match="FRAUDAPP_ROLE"):
+        make("everything")
+
+
+def test_previous_of_walks_back_through_promotions():
+    assert previous_of([]) is None
+    assert previous_of([("v1", "promote")]) is None
+    changes = [("v1", "promote"), ("v2", "promote"), ("v3", "promote")]
+    assert previous_of(changes) == "v2"
+    assert previous_of([*changes, ("v2", "rollback")]) == "v1"
+    assert previous_of([*changes, ("v3", "sync")]) == "v2"
+
+
+def test_the_nodes_page_adds_and_removes_nodes(app, client, users, node):
+    releases.release("v1", "promote", "admin")
+    with node["app"].app_context():
+        releases.tick()
+    login(client, users["admin"])
+    page = client.get("/admin/nodes")
+    assert page.status_code == 200
+    assert "node-a" in page.text and node["url"] in page.text and "up to date" in page.text
+
+    bad = client.post("/admin/nodes", data={"url": "ftp://x", "secret": "short"})
+    assert bad.status_code == 400
+    assert "Enter an http(s) URL" in bad.text and "Use 16 to 200 characters" in bad.text
+    assert webhooks.endpoints() == [
+        {"id": None, "url": node["url"], "secret": SECRET, "source": "config"}
+    ]
+
+    added = client.post(
+        "/admin/nodes",
+        data={"url": "http://10.0.0.5:8000/", "secret": "a-secret-of-20-chars"},
+        follow_redirects=True,
+    )
+    assert "http://10.0.0.5:8000 will be told" in added.text
+    assert "a-secret-of-20-chars" not in added.text
+    again = client.post(
+        "/admin/nodes", data={"url": "http://10.0.0.5:8000", "secret": "a-secret-of-20-chars"}
+    )
+    assert again.status_code == 400 and "already a node" in again.text
+    endpoint = next(e for e in webhooks.endpoints() if e["source"] == "admin")
+    assert endpoint["url"] == "http://10.0.0.5:8000"
+
+    removed = client.post(f"/admin/nodes/{endpoint['id']}/remove", follow_redirects=True)
+    assert "no longer told" in removed.text
+    assert [e["source"] for e in webhooks.endpoints()] == ["config"]
+    actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("node.%")))
+    assert sorted(actions) == ["node.added", "node.removed"]
+    assert client.post("/admin/nodes/999/remove", follow_redirects=True).status_code == 200
