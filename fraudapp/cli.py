@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import sys
 
 import click
 from flask import Flask, current_app
 
+from .ml.metrics import finite
 from .ml.simulate import simulate
 from .ml.training import Windows
 from .services import accounts, demo, history, monitoring, releases, runs, tokens
@@ -83,14 +83,10 @@ def train_command(train_start, train_days, delay_days, test_days, promote, as_js
         raise click.ClickException(str(exc)) from exc
     summary = {"version": version, "promoted": releases.current() == version, **result.summary()}
     if as_json:
-        click.echo(json.dumps(_finite(summary)))
+        click.echo(json.dumps(finite(summary)))
         return
     for key, value in summary.items():
         click.echo(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
-
-
-def _finite(summary: dict) -> dict:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
 
 
 @click.group("models")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
@@ -77,3 +79,11 @@ def evaluate(scores, labels, days, customers, threshold: float, k: int = 100) ->
         "threshold": float(threshold),
         **at_threshold(scores, labels, threshold),
     }
+
+
+def finite(metrics: dict | None) -> dict | None:
+    """Metrics with NaN (AUC and AP of a window with one class only) as None, for JSON: strict
+    JSON, PostgreSQL's included, has no NaN."""
+    if metrics is None:
+        return None
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}

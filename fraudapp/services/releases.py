@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
+from ..ml.metrics import finite
 from ..ml.registry import VERSION_RE, Registry, RegistryError, previous_of, verified_booster
 from ..models import ModelRelease, ModelVersion, NodeStatus, utcnow
 from ..signing import HEADER, sign
@@ -76,7 +77,7 @@ def _summary(meta: dict) -> dict:
         "created_at": meta.get("created_at"),
         "threshold": meta.get("threshold"),
         "windows": meta.get("windows") or {},
-        "metrics": meta.get("metrics") or {},
+        "metrics": finite(meta.get("metrics")) or {},
     }
 
 
@@ -390,6 +391,7 @@ def receive(header: str | None, body: bytes, sender: str | None = None) -> tuple
         logger.warning("model.published %s refused: %s", version, exc)
         return 400, {"errors": {"artifact": [str(exc)]}}
     logger.info("model.published %s: serving %s", version, serving)
+    heartbeat()
     status = "installed" if installed else "already installed"
     return 200, {"status": status, "version": version, "serving": serving}
 

@@ -10,7 +10,6 @@ seconds lets a dead trainer's run be found and failed.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import socket
 import threading
@@ -22,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
-from ..ml.metrics import evaluate
+from ..ml.metrics import evaluate, finite
 from ..ml.registry import RegistryError
 from ..ml.training import predict, split
 from ..models import TrainingRun, utcnow
@@ -243,9 +242,9 @@ def _execute(run: TrainingRun) -> None:
         _step(run, f"training on {len(train_rows):,} labelled transactions")
         result = train(history, windows)
         _step(run, "evaluating the candidate and the champion")
-        run.candidate_metrics = _finite(result.metrics)
+        run.candidate_metrics = finite(result.metrics)
         run.champion_version, champion = _champion_metrics(history, valid_rows)
-        run.champion_metrics = _finite(champion)
+        run.champion_metrics = finite(champion)
         _step(run, "publishing")
     except _Cancelled:
         run.status, run.progress, run.finished_at = "cancelled", "cancelled", utcnow()
@@ -255,14 +254,6 @@ def _execute(run: TrainingRun) -> None:
     run.promotion = _apply_policy(run)
     run.status, run.progress, run.finished_at = "succeeded", "done", utcnow()
     db.session.commit()
-
-
-def _finite(metrics: dict | None) -> dict | None:
-    """Metrics with NaN (AUC and AP of a window with one class only) as None: PostgreSQL's JSON
-    refuses NaN, which failed the whole run at its "publishing" step."""
-    if metrics is None:
-        return None
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}
 
 
 def _label_counts(history, rows: np.ndarray) -> dict:

@@ -14,27 +14,23 @@ shares the suite's database, so no other test may run while it is up.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import json
 import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData, create_engine, text
-from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent  # the venv running the tests: .venv/bin under `make test`
+from tests.processes import (
+    FLASK,
+    engine_url,
+    free_port,
+    run_step,
+    start_gunicorn,
+    stop,
+    wait_until_healthy,
+)
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -51,8 +47,6 @@ DEMO_SIZES = {
     "FRAUDAPP_DEMO_TERMINALS": "600",
     "FRAUDAPP_DEMO_DAYS": "40",
 }
-STEP_TIMEOUT = 300  # seconds for each of `db upgrade` and `init-demo`
-START_TIMEOUT = 60  # seconds for gunicorn to answer /healthz with 200
 WORKERS = 3
 ANALYST = "analyst"
 TOKEN_NAME = "browser-tests"
@@ -64,12 +58,6 @@ def pytest_collection_modifyitems(config, items):
     browser = [item for item in items if item.get_closest_marker("browser")]
     if browser:
         items[:] = [item for item in items if not item.get_closest_marker("browser")] + browser
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _drop_all_tables(url: str) -> None:
@@ -84,59 +72,6 @@ def _drop_all_tables(url: str) -> None:
             metadata.drop_all(connection)
     finally:
         engine.dispose()
-
-
-def engine_url(url: str):
-    """A SQLAlchemy URL for the server's database (psycopg 3 for plain postgresql:// URLs)."""
-    url = make_url(url)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    return url
-
-
-def _run_step(args: list[str], env: dict, log: Path) -> str:
-    """Run one setup command like `make run` does; its output, or fail with it if it fails."""
-    try:
-        done = subprocess.run(
-            args,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=STEP_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(
-            f"`{' '.join(args)}` took longer than {STEP_TIMEOUT} s:\n{exc.stdout}\n{exc.stderr}"
-        )
-    with log.open("a") as out:
-        out.write(f"$ {' '.join(args)}\n{done.stdout}{done.stderr}\n")
-    if done.returncode:
-        pytest.fail(
-            f"`{' '.join(args)}` exited with {done.returncode}:\n{done.stdout}\n{done.stderr}"
-        )
-    return done.stdout
-
-
-def _healthz(url: str) -> tuple[int, dict | None]:
-    try:
-        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM (gunicorn stops its workers, then itself); SIGKILL to its group if it lingers."""
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -161,19 +96,19 @@ def live_server(tmp_path_factory) -> dict:
         "PYTHONUNBUFFERED": "1",
         **DEMO_SIZES,
     }
-    flask = [str(BIN / "flask"), "--app", "fraudapp"]
-    _run_step([*flask, "db", "upgrade"], env, log)
-    demo = _run_step([*flask, "init-demo"], env, log)
+    flask = FLASK
+    run_step([*flask, "db", "upgrade"], env, log)
+    demo = run_step([*flask, "init-demo"], env, log)
     admin = DEMO_ADMIN_LINE.search(demo)
     if admin is None:
         pytest.fail(f"`flask init-demo` did not print the demo admin's password:\n{demo}")
     analyst_password = secrets.token_urlsafe(12)
-    _run_step(
+    run_step(
         [*flask, "create-user", ANALYST, "--role", "analyst", "--password", analyst_password],
         env,
         log,
     )
-    token = _run_step([*flask, "create-api-token", TOKEN_NAME], env, log).split()[-1]
+    token = run_step([*flask, "create-api-token", TOKEN_NAME], env, log).split()[-1]
     credentials = {
         "admin": admin.group(1),
         "admin_password": admin.group(2),
@@ -183,25 +118,11 @@ def live_server(tmp_path_factory) -> dict:
         "token": token,
     }
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    gunicorn = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py"]
-    gunicorn += ["--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}"]
-    gunicorn += ["--access-logfile", "-", "wsgi:app"]
-    with log.open("a") as out:
-        out.write(f"$ {' '.join(gunicorn)}\n")
-        out.flush()
-        process = subprocess.Popen(
-            gunicorn,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so the workers can be reaped too
-        )
+    process = start_gunicorn(env, port, WORKERS, log)
     try:
-        health = _wait_until_healthy(process, url, log)
+        health = wait_until_healthy(process, url, log)
         yield {
             "url": url,
             "model_version": health["model_version"],
@@ -212,31 +133,9 @@ def live_server(tmp_path_factory) -> dict:
             **credentials,
         }
     finally:
-        _stop(process)
+        stop(process)
         if suite_url:
             _drop_all_tables(suite_url)
-
-
-def _wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> dict:
-    deadline = time.monotonic() + START_TIMEOUT
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}; its log:\n{log.read_text()}")
-        try:
-            status, body = _healthz(url)
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            last = repr(exc)
-        else:
-            if status == 200:
-                return body
-            last = f"HTTP {status}"
-        time.sleep(0.2)
-    _stop(process)
-    pytest.fail(
-        f"gunicorn did not answer GET /healthz with 200 within {START_TIMEOUT} s "
-        f"(last: {last}); its log:\n{log.read_text()}"
-    )
 
 
 @pytest.fixture

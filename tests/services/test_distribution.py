@@ -269,21 +269,18 @@ def test_the_artifact_endpoint_wants_a_signature_and_serves_verified_versions(ap
 
 def test_roles_choose_the_blueprints(database_url, tmp_path):
     def make(role):
-        return create_app(
-            {
-                "TESTING": True,
-                "ROLE": role,
-                "DATABASE_URL": database_url,
-                "MODEL_DIR": str(tmp_path),
-            }
-        )
+        config = {"TESTING": True, "ROLE": role, "MODEL_DIR": str(tmp_path)}
+        return create_app(config | {"DATABASE_URL": database_url})
 
-    web, trainer_only = make("web").test_client(), make("trainer").test_client()
-    assert web.get("/artifacts/v1").status_code == 404
-    assert web.post("/hooks/model-published").status_code == 401
-    assert trainer_only.get("/").status_code == 404
-    assert trainer_only.get("/").is_json
-    assert trainer_only.get("/artifacts/v1").status_code == 401
+    web, trainer_only = make("web"), make("trainer")
+    assert web.test_client().get("/artifacts/v1").status_code == 404
+    assert web.test_client().post("/hooks/model-published").status_code == 401
+    assert trainer_only.test_client().get("/").status_code == 404
+    assert trainer_only.test_client().get("/").is_json
+    assert trainer_only.test_client().get("/artifacts/v1").status_code == 401
+    for made in (web, trainer_only):
+        with made.app_context():
+            db.engine.dispose()
     with pytest.raises(RuntimeError, match="FRAUDAPP_ROLE"):
         make("everything")
 
