@@ -14,7 +14,7 @@ from .ml.metrics import finite
 from .ml.simulate import simulate
 from .ml.training import Windows
 from .services import accounts, demo, history, monitoring, releases, runs, tokens
-from .services.training import latest_windows, registry, train_and_publish
+from .services.training import latest_windows, train_and_publish
 
 
 @click.command("import-transactions")
@@ -98,21 +98,17 @@ def models_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def models_list(as_json: bool) -> None:
     """Every version with its test metrics; the serving one is marked."""
-    reg = registry()
     current = releases.current()
-    rows = []
-    for version in reg.versions():
-        meta = reg.meta(version)
-        metrics = meta.get("metrics", {})
-        rows.append(
-            {
-                "version": version,
-                "current": version == current,
-                "created_at": meta.get("created_at"),
-                "threshold": meta.get("threshold"),
-                **{k: metrics.get(k) for k in ("auc", "ap", "cp_at_100", "f1")},
-            }
-        )
+    rows = [
+        {
+            "version": row["version"],
+            "current": row["version"] == current,
+            "created_at": row["created_at"],
+            "threshold": row["threshold"],
+            **{k: row["metrics"].get(k) for k in ("auc", "ap", "cp_at_100", "f1")},
+        }
+        for row in reversed(releases.versions())
+    ]
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -160,6 +156,11 @@ def retrain_command() -> None:
 @click.option("--once", is_flag=True, help="Exit when no queued run is left.")
 def trainer_command(once: bool) -> None:
     """Work queued training runs one at a time, at low CPU priority."""
+    if current_app.config["ROLE"] == "web":
+        raise click.ClickException(
+            "this is a prediction node (FRAUDAPP_ROLE=web): run the trainer with "
+            "FRAUDAPP_ROLE=trainer (or all)"
+        )
     nice = current_app.config["TRAINER_NICE"]
     if nice:
         os.nice(nice)

@@ -54,6 +54,7 @@ class Defaults:
     NODES: list[str] = []  # base URLs of prediction nodes told of model.published
     ARTIFACT_BASE_URL = "http://127.0.0.1:8000"  # the trainer's base URL as nodes reach it
     WEBHOOK_TIMEOUT_SECONDS = 5.0
+    ARTIFACT_TIMEOUT_SECONDS = 20.0  # a node's artifact download (under gunicorn's 30 s timeout)
     WEBHOOK_MAX_ATTEMPTS = 8  # a delivery is retried with exponential back-off ...
     WEBHOOK_BACKOFF_SECONDS = 2.0  # ... first after this, doubling each time (2, 4, ... 128 s)
     DEMO_CUSTOMERS = 600

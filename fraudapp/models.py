@@ -305,7 +305,8 @@ class ModelVersion(db.Model):
 
 class ModelRelease(db.Model):
     """A change of the serving version (promotion or rollback); the latest row is what every
-    prediction node must serve."""
+    prediction node must serve. `announced` once the trainer has queued model.published for the
+    nodes (a promotion clicked on a node is announced by the trainer within a second)."""
 
     __tablename__ = "model_releases"
 
@@ -313,6 +314,7 @@ class ModelRelease(db.Model):
     version: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(16))  # promote, rollback
     actor: Mapped[str] = mapped_column(String(120))
+    announced: Mapped[bool] = mapped_column(default=False)  # model.published queued to the nodes
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     def __repr__(self) -> str:

@@ -212,14 +212,6 @@ class Registry:
         versions = set(self.versions())
         return previous_of([c for c in self.changes() if c[0] in versions])
 
-    def rollback(self) -> str:
-        """Serve the previous version; its name."""
-        previous = self.previous()
-        if previous is None:
-            raise RegistryError("no earlier version to roll back to")
-        self.set_current(previous, action="rollback")
-        return previous
-
     def _write_atomic(self, name: str, text: str) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=self.root)
         with os.fdopen(fd, "w") as handle:

@@ -57,8 +57,9 @@ def ensure_history() -> int:
 
 
 def ensure_model() -> str | None:
-    """Train and serve a first model when none serves; the new version's name, else None."""
-    if registry().current() is not None:
+    """Train and serve a first model when none serves; the new version's name, else None.
+    Prediction nodes (ROLE web) get theirs from the trainer instead."""
+    if current_app.config["ROLE"] == "web" or registry().current() is not None:
         return None
     version, _ = train_and_publish(latest_windows(), promote=True)
     return version
@@ -67,9 +68,9 @@ def ensure_model() -> str | None:
 def ensure_predictions(days: int = 14) -> int:
     """Score the last `days` of demo history as if they had been submitted live, when no
     prediction is stored yet, so that the review queue and the dashboard have something to show."""
-    if db.session.scalar(select(func.count()).select_from(Prediction)):
-        return 0
     reg = registry()
+    if reg.current() is None or db.session.scalar(select(func.count()).select_from(Prediction)):
+        return 0
     model = reg.load(reg.current())
     history = load_history()
     ids = np.array(db.session.scalars(select(Transaction.id).order_by(Transaction.id)).all())

@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
@@ -135,7 +135,8 @@ def previous() -> str | None:
 
 def release(version: str, action: str, actor: str, details: dict | None = None) -> None:
     """Make a version the one every node serves: install it here if needed, move this registry's
-    pointer, record the release (audited), commit, and tell the nodes by webhook."""
+    pointer, record the release (audited), commit, and tell the nodes by webhook — at once on the
+    trainer; a release made on a prediction node is announced by the trainer's next round."""
     if action not in ACTIONS:
         raise ValueError(f"unknown release action {action!r}")
     reg = training.registry()
@@ -146,12 +147,41 @@ def release(version: str, action: str, actor: str, details: dict | None = None) 
         raise ReleaseError(str(exc)) from exc
     if released() is None:  # the first release: the registry's own history comes first
         for old_version, old_action in reg.changes()[:-1]:
-            db.session.add(ModelRelease(version=old_version, action=old_action, actor="registry"))
-    db.session.add(ModelRelease(version=version, action=action, actor=actor))
+            db.session.add(
+                ModelRelease(
+                    version=old_version, action=old_action, actor="registry", announced=True
+                )
+            )
+    announcer = current_app.config["ROLE"] != "web"
+    db.session.add(ModelRelease(version=version, action=action, actor=actor, announced=announcer))
     audit.record(ACTIONS[action], target=version, actor=actor, details=details)
-    deliveries = webhooks.announce(register_if_local(version))
+    deliveries = webhooks.announce(register_if_local(version)) if announcer else []
     db.session.commit()
     webhooks.deliver([delivery.id for delivery in deliveries])
+
+
+def announce_pending() -> int:
+    """On the trainer: queue model.published for the latest release if a prediction node made it
+    (older unannounced ones are superseded); how many deliveries were queued. Commits."""
+    pending = db.session.scalars(
+        select(ModelRelease).where(~ModelRelease.announced).order_by(ModelRelease.id)
+    ).all()
+    if not pending:
+        return 0
+    claimed = db.session.execute(
+        update(ModelRelease)
+        .where(ModelRelease.id.in_([row.id for row in pending]), ~ModelRelease.announced)
+        .values(announced=True)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != len(pending):  # another trainer is announcing them
+        db.session.rollback()
+        return 0
+    deliveries = []
+    if pending[-1].version == released():
+        deliveries = webhooks.announce(register_if_local(pending[-1].version))
+    db.session.commit()
+    return len(deliveries)
 
 
 def register_if_local(version: str) -> ModelVersion:
@@ -217,7 +247,7 @@ def fetch(url: str) -> dict:
     request = urllib.request.Request(url, headers={HEADER: sign(secret, parts.path.encode())})  # noqa: S310
     try:
         with urllib.request.urlopen(  # noqa: S310 (scheme checked above)
-            request, timeout=current_app.config["WEBHOOK_TIMEOUT_SECONDS"] * 6
+            request, timeout=current_app.config["ARTIFACT_TIMEOUT_SECONDS"]
         ) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:

@@ -338,7 +338,8 @@ def work(once: bool, poll_seconds: float, log=print) -> int:
 
 
 def _courier(app, stop: threading.Event) -> None:
-    """Deliver due webhooks every second; sync and report every NODE_SYNC_SECONDS."""
+    """Announce releases made on nodes and deliver due webhooks every second; sync and report
+    every NODE_SYNC_SECONDS."""
     sync_every = float(app.config["NODE_SYNC_SECONDS"]) or float("inf")
     synced_at = float("-inf")
     while not stop.is_set():
@@ -347,6 +348,7 @@ def _courier(app, stop: threading.Event) -> None:
                 releases.tick()
                 synced_at = time.monotonic()
             try:
+                releases.announce_pending()
                 webhooks.deliver_due()
             except SQLAlchemyError as exc:
                 db.session.rollback()

@@ -41,6 +41,11 @@ def train(history, windows: Windows, params: dict | None = None) -> TrainingResu
 def publish(result: TrainingResult, history) -> str:
     """Write a trained model to the registry as a new version, listed in the catalog for the
     prediction nodes; its name."""
+    if current_app.config["ROLE"] == "web":
+        raise ValueError(
+            "this is a prediction node (FRAUDAPP_ROLE=web): models are trained and published "
+            "on the trainer"
+        )
     version = registry().publish(result.booster, _metadata(result, history))
     releases.register(version)
     db.session.commit()

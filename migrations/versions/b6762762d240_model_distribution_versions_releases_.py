@@ -23,6 +23,7 @@ def upgrade():
     sa.Column('version', sa.String(length=16), nullable=False),
     sa.Column('action', sa.String(length=16), nullable=False),
     sa.Column('actor', sa.String(length=120), nullable=False),
+    sa.Column('announced', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )

@@ -160,7 +160,7 @@ def test_no_model_is_503_not_500(app, client, auth):
 
 def test_healthz_names_the_version_and_worker(client):
     body = client.get("/healthz").get_json()
-    assert body == {"status": "ok", "model_version": "v1", "worker": os.getpid()}
+    assert body == {"status": "ok", "model_version": "v1", "role": "all", "worker": os.getpid()}
 
 
 def test_unknown_api_path_is_json_404(client):

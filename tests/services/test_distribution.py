@@ -143,6 +143,28 @@ def test_a_promotion_reaches_the_node_which_downloads_verifies_and_serves_it(app
     ]
 
 
+def test_a_promotion_clicked_on_a_node_is_announced_by_the_trainer(app, node):
+    releases.release("v1", "promote", "admin")
+    v2 = _copy_of_v1()
+    releases.register(v2)
+    db.session.commit()
+    with node["app"].app_context():  # an admin on the node's /admin/runs page
+        runs.promote(v2, "admin")
+    assert node["registry"].current() == v2  # downloaded from the trainer and verified
+    db.session.expire_all()
+    announced = select(WebhookDelivery).where(WebhookDelivery.payload["version"].as_string() == v2)
+    assert db.session.scalars(announced).all() == []
+
+    assert releases.announce_pending() == 1  # the trainer's next round
+    assert releases.announce_pending() == 0
+    assert webhooks.deliver_due() == 1
+    delivery = db.session.scalars(announced).one()
+    assert (delivery.status, delivery.last_status) == ("delivered", 200)
+    assert registry().current() == "v1"
+    assert releases.sync() == v2  # the trainer's periodic check follows the release
+    assert registry().current() == v2
+
+
 def test_forged_stale_replayed_and_tampered_deliveries_change_nothing(app, node, caplog):
     releases.release("v1", "promote", "admin")
     v2 = _copy_of_v1()
