@@ -43,6 +43,7 @@ format: install
 bench: install
 	$(PY) bench/predict.py
 	$(PY) bench/quality.py
+	$(PY) bench/distribution.py
 
 # Refresh the vendored front-end files from the npm registry (they are committed under static/).
 vendor:

@@ -6,7 +6,7 @@ keeps one client per node scoring transactions, and switches the serving version
 promote`) several times in each of two set-ups measured in the same run:
 
 - webhook: the trainer tells the nodes (FRAUDAPP_NODES); their periodic check is off (600 s);
-- periodic: no webhook; the nodes' periodic check runs every NODE_SYNC_SECONDS (5 s).
+- periodic: no webhook; the nodes' periodic check runs every NODE_SYNC_SECONDS (10 s, the default).
 
 Prints, per set-up, the seconds from the release to every worker of both nodes serving it (median
 and max), the ratio between the two, and the failed scoring requests.
@@ -49,7 +49,7 @@ from tests.processes import (  # noqa: E402
 )
 
 WORKERS = 2
-PERIODIC_SECONDS = 5
+PERIODIC_SECONDS = 10  # the default NODE_SYNC_SECONDS
 
 
 def serving(url: str) -> set:

@@ -81,6 +81,23 @@ def _summary(meta: dict) -> dict:
     }
 
 
+def advertise() -> int:
+    """On the trainer: list every version of its registry in the catalog at this trainer's
+    current ARTIFACT_BASE_URL (it may have moved since a version was published); how many rows
+    changed. Commits."""
+    changed = 0
+    for version in training.registry().versions():
+        row = db.session.get(ModelVersion, version)
+        if row is None:
+            register(version)
+            changed += 1
+        elif row.artifact_url != artifact_url(version):
+            row.artifact_url = artifact_url(version)
+            changed += 1
+    db.session.commit()
+    return changed
+
+
 def artifact_url(version: str) -> str:
     """Where nodes download a version of this trainer's registry."""
     return f"{current_app.config['ARTIFACT_BASE_URL'].rstrip('/')}/artifacts/{version}"

@@ -338,10 +338,12 @@ def work(once: bool, poll_seconds: float, log=print) -> int:
 
 
 def _courier(app, stop: threading.Event) -> None:
-    """Announce releases made on nodes and deliver due webhooks every second; sync and report
-    every NODE_SYNC_SECONDS."""
+    """Advertise this registry's versions in the catalog once; then announce releases made on
+    nodes and deliver due webhooks every second; sync and report every NODE_SYNC_SECONDS."""
     sync_every = float(app.config["NODE_SYNC_SECONDS"]) or float("inf")
     synced_at = float("-inf")
+    with app.app_context():
+        releases.advertise()
     while not stop.is_set():
         with app.app_context():
             if time.monotonic() - synced_at >= sync_every:

@@ -22,7 +22,14 @@ from werkzeug.serving import make_server
 from fraudapp import create_app
 from fraudapp.extensions import db
 from fraudapp.ml.registry import Registry, previous_of
-from fraudapp.models import AuditEvent, ModelRelease, NodeStatus, WebhookDelivery, utcnow
+from fraudapp.models import (
+    AuditEvent,
+    ModelRelease,
+    ModelVersion,
+    NodeStatus,
+    WebhookDelivery,
+    utcnow,
+)
 from fraudapp.services import releases, runs, webhooks
 from fraudapp.services.training import registry
 from fraudapp.signing import HEADER, sign
@@ -352,3 +359,17 @@ def test_the_nodes_page_adds_and_removes_nodes(app, client, users, node):
     actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("node.%")))
     assert sorted(actions) == ["node.added", "node.removed"]
     assert client.post("/admin/nodes/999/remove", follow_redirects=True).status_code == 200
+
+
+def test_the_trainer_advertises_its_versions_where_it_is_now(app, trainer):
+    releases.register("v1")
+    db.session.commit()
+    v2 = _copy_of_v1()
+    app.config["ARTIFACT_BASE_URL"] = "http://trainer.internal:8100/"
+    assert releases.advertise() == 2  # v1 moved, v2 was not listed yet
+    assert releases.advertise() == 0
+    rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.version)).all()
+    assert [(r.version, r.artifact_url) for r in rows] == [
+        ("v1", "http://trainer.internal:8100/artifacts/v1"),
+        (v2, f"http://trainer.internal:8100/artifacts/{v2}"),
+    ]
