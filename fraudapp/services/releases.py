@@ -151,19 +151,19 @@ def previous() -> str | None:
 
 
 def release(version: str, action: str, actor: str, details: dict | None = None) -> None:
-    """Make a version the one every node serves: install it here if needed, move this registry's
-    pointer, record the release (audited), commit, and tell the nodes by webhook — at once on the
+    """Make a version the one every node serves: install and verify it here, record the release
+    (audited), commit, move this registry's pointer, and tell the nodes by webhook — at once on the
     trainer; a release made on a prediction node is announced by the trainer's next round."""
     if action not in ACTIONS:
         raise ValueError(f"unknown release action {action!r}")
     reg = training.registry()
     ensure_installed(version)
     try:
-        reg.set_current(version, action=action)
+        reg.load(version)  # verified here before any node is told
     except RegistryError as exc:
         raise ReleaseError(str(exc)) from exc
     if released() is None:  # the first release: the registry's own history comes first
-        for old_version, old_action in reg.changes()[:-1]:
+        for old_version, old_action in reg.changes():
             db.session.add(
                 ModelRelease(
                     version=old_version, action=old_action, actor="registry", announced=True
@@ -174,6 +174,7 @@ def release(version: str, action: str, actor: str, details: dict | None = None) 
     audit.record(ACTIONS[action], target=version, actor=actor, details=details)
     deliveries = webhooks.announce(register_if_local(version)) if announcer else []
     db.session.commit()
+    sync(action)
     webhooks.deliver([delivery.id for delivery in deliveries])
 
 
@@ -232,7 +233,7 @@ def install(version: str, url: str, sha256: str) -> bool:
     not load; an installed version with another checksum is refused too.
     """
     reg = training.registry()
-    with _install_lock(reg):
+    with _lock(reg, "install"):
         if version in reg.versions():
             if reg.meta(version).get("sha256") != sha256:
                 raise ArtifactError(f"version {version} is installed with another checksum")
@@ -276,10 +277,11 @@ def fetch(url: str) -> dict:
 
 
 @contextlib.contextmanager
-def _install_lock(reg: Registry):
-    """One installer at a time per model directory (the workers of a node share it)."""
+def _lock(reg: Registry, name: str):
+    """An exclusive lock per model directory shared by the processes of a node: "install" (one
+    download at a time) or "pointer" (one reader-then-writer of CURRENT at a time)."""
     reg.root.mkdir(parents=True, exist_ok=True)
-    with open(reg.root / ".install.lock", "w") as handle:
+    with open(reg.root / f".{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -290,24 +292,38 @@ def _install_lock(reg: Registry):
 def serve(announced: str) -> str:
     """After a model.published delivery: serve the database's current version — the announced
     one, unless a later release superseded it — or, with no release recorded, the announced one."""
-    target = released() or announced
-    ensure_installed(target)
-    reg = training.registry()
-    if reg.current() != target:
-        reg.set_current(target, action="sync")
-    return target
+    if released() is None:
+        reg = training.registry()
+        with _lock(reg, "pointer"):
+            if reg.current() != announced:
+                reg.set_current(announced, action="sync")
+        return announced
+    sync()
+    return training.registry().current()
 
 
-def sync() -> str | None:
-    """Make this registry serve the database's current version; the version switched to."""
-    target = released()
+def sync(action: str = "sync") -> str | None:
+    """Point this registry at the database's current version, installing it first if needed;
+    the version switched to (None: nothing to do).
+
+    The database is read again under the node's pointer lock, so when releases and syncs race,
+    the last writer writes the latest release: no process puts back a version it read earlier.
+    """
     reg = training.registry()
-    if target is None or reg.current() == target:
-        return None
-    ensure_installed(target)
-    reg.set_current(target, action="sync")
-    current_app.logger.info("now serving model %s (the database's current version)", target)
-    return target
+    while True:
+        target = released()
+        if target is None:
+            return None
+        ensure_installed(target)
+        with _lock(reg, "pointer"):
+            db.session.rollback()  # end any transaction: read what is committed now
+            if released() != target:
+                continue  # superseded while installing: install the newer one first
+            if reg.current() == target:
+                return None
+            reg.set_current(target, action=action)
+        current_app.logger.info("now serving model %s (the database's current version)", target)
+        return target
 
 
 # -- node status -------------------------------------------------------------------------------

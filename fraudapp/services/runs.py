@@ -342,18 +342,20 @@ def _courier(app, stop: threading.Event) -> None:
     nodes and deliver due webhooks every second; sync and report every NODE_SYNC_SECONDS."""
     sync_every = float(app.config["NODE_SYNC_SECONDS"]) or float("inf")
     synced_at = float("-inf")
-    with app.app_context():
-        releases.advertise()
+    advertised = False
     while not stop.is_set():
         with app.app_context():
-            if time.monotonic() - synced_at >= sync_every:
-                releases.tick()
-                synced_at = time.monotonic()
             try:
+                if not advertised:
+                    releases.advertise()
+                    advertised = True
+                if time.monotonic() - synced_at >= sync_every:
+                    releases.tick()
+                    synced_at = time.monotonic()
                 releases.announce_pending()
                 webhooks.deliver_due()
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, RegistryError, releases.ReleaseError) as exc:
                 db.session.rollback()
-                app.logger.error("webhook delivery: database unavailable: %s", exc)
+                app.logger.error("trainer: model distribution: %s", exc)
             db.session.remove()
         stop.wait(1.0)

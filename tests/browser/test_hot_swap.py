@@ -46,9 +46,12 @@ def _flask(live_server, *args: str) -> str:
     ).stdout
 
 
-def _workers(url: str, expected: int = 3) -> dict[int, str]:
+def _workers(url: str, expected: int = 3, limit: float = 20.0) -> dict[int, str]:
+    """The version each worker serves, from /healthz until `expected` workers answered (a worker
+    still booting answers later)."""
     seen: dict[int, str] = {}
-    for _ in range(200):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
         status, body = _request(f"{url}/healthz")
         if status == 200:
             seen[body["worker"]] = body["model_version"]

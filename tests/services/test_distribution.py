@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from werkzeug.serving import make_server
 
 from fraudapp import create_app
@@ -373,3 +373,29 @@ def test_the_trainer_advertises_its_versions_where_it_is_now(app, trainer):
         ("v1", "http://trainer.internal:8100/artifacts/v1"),
         (v2, f"http://trainer.internal:8100/artifacts/{v2}"),
     ]
+
+
+def test_sync_ends_on_the_latest_release_when_one_lands_while_it_installs(app, monkeypatch):
+    releases.release("v1", "promote", "admin")
+    v2, v3 = _copy_of_v1(), _copy_of_v1()
+    db.session.add(ModelRelease(version=v2, action="promote", actor="test"))
+    db.session.commit()
+    install = releases.ensure_installed
+
+    def racing(version: str) -> None:  # another process releases v3 meanwhile
+        install(version)
+        if version == v2:
+            with db.engine.begin() as connection:
+                connection.execute(
+                    insert(ModelRelease).values(
+                        version=v3,
+                        action="promote",
+                        actor="other",
+                        announced=True,
+                        created_at=utcnow(),
+                    )
+                )
+
+    monkeypatch.setattr(releases, "ensure_installed", racing)
+    assert releases.sync() == v3
+    assert registry().current() == v3
