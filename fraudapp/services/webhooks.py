@@ -61,11 +61,18 @@ def add_endpoint(url: str, secret: str, by: str) -> WebhookEndpoint:
 
 
 def remove_endpoint(endpoint_id: int, by: str) -> str:
-    """Stop telling a node of new versions; audited; commits; its URL."""
+    """Stop telling a node of new versions (its pending deliveries fail); audited; commits; its
+    URL."""
     row = db.session.get(WebhookEndpoint, endpoint_id)
     if row is None:
         raise EndpointError("no such node (it may have been removed already)")
     db.session.delete(row)
+    db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.url == row.url + MODEL_HOOK, WebhookDelivery.status == "pending")
+        .values(status="failed", next_attempt_at=None, last_error="the node was removed")
+        .execution_options(synchronize_session=False)
+    )
     audit.record("node.removed", target=row.url, actor=by)
     db.session.commit()
     return row.url
