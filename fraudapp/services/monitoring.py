@@ -18,7 +18,7 @@ from sqlalchemy import case, func, select
 from ..extensions import db
 from ..ml import features
 from ..models import DailyCount, ModelSetting, MonitoringBin, MonitoringSnapshot, Prediction
-from . import aggregates, audit
+from . import aggregates, audit, webhooks
 
 BINS = aggregates.BINS
 PSI_BANDS = ((0.1, "stable"), (0.25, "watch"), (math.inf, "act"))
@@ -358,10 +358,25 @@ def check(as_of: dt.date | None = None) -> MonitoringSnapshot:
     alerts = evaluate_rules(figures, config)
     snapshot = MonitoringSnapshot(model_version=model.version, figures=figures, alerts=alerts)
     previous = latest_snapshots(1)
-    if {a["rule"] for a in alerts} - {a["rule"] for a in (previous[0].alerts if previous else [])}:
-        snapshot.deliveries = _post_alerts(snapshot, config)
+    raised = {a["rule"] for a in alerts} - {
+        a["rule"] for a in (previous[0].alerts if previous else [])
+    }
     db.session.add(snapshot)
+    deliveries = _queue_alerts(snapshot, config) if raised else []
     db.session.commit()
+    if deliveries:
+        webhooks.deliver([delivery.id for delivery in deliveries])
+        snapshot.deliveries = [
+            {
+                "url": d.url,
+                "status": d.last_status,
+                "error": d.last_error,
+                "ms": d.last_ms,
+                "delivery": d.status,
+            }
+            for d in deliveries
+        ]
+        db.session.commit()
     if alerts and config["RETRAIN_ON_ALERT"]:
         from .runs import request_run
 
@@ -438,11 +453,9 @@ def evaluate_rules(figures: dict, config) -> list[dict]:
     return alerts
 
 
-def _post_alerts(snapshot: MonitoringSnapshot, config) -> list[dict]:
-    from ..signing import post
-
-    secret = config.get("WEBHOOK_SECRET")
-    if not secret:
+def _queue_alerts(snapshot: MonitoringSnapshot, config) -> list:
+    """Queue the signed alert webhooks (retried like every delivery); none without a secret."""
+    if not config.get("WEBHOOK_SECRET"):
         return []
     payload = {
         "event": "monitoring.alert",
@@ -450,7 +463,7 @@ def _post_alerts(snapshot: MonitoringSnapshot, config) -> list[dict]:
         "alerts": snapshot.alerts,
         "sent_at": dt.datetime.now(dt.UTC).isoformat(),
     }
-    return [post(url, secret, payload) for url in config["ALERT_WEBHOOK_URLS"]]
+    return [webhooks.queue(url, payload) for url in config["ALERT_WEBHOOK_URLS"]]
 
 
 def default_period(days: int = 28) -> Period:

@@ -1,9 +1,10 @@
-"""Webhooks between the trainer and the prediction nodes.
+"""Webhooks: model.published between the trainer and the prediction nodes, and alerts.
 
-Outgoing: every `model.published` is one delivery row per node, tried at once and retried with
-exponential back-off (WEBHOOK_BACKOFF_SECONDS, doubling) until WEBHOOK_MAX_ATTEMPTS; each attempt's
-status, error and response time are kept. Any process may deliver: an attempt is claimed by a
-conditional update, so two deliverers never post the same attempt.
+Outgoing: every webhook (`model.published` to each node, `monitoring.alert` to each alert URL) is
+one delivery row, tried at once and retried with exponential back-off (WEBHOOK_BACKOFF_SECONDS,
+doubling) until WEBHOOK_MAX_ATTEMPTS; each attempt's status, error and response time are kept.
+Any process may deliver (the trainer retries): an attempt is claimed by a conditional update, so
+two deliverers never post the same attempt.
 
 Incoming: the signature (constant-time, 5-minute window, `fraudapp.signing`) and a replay check —
 a signature a node has already accepted is refused.
@@ -91,19 +92,22 @@ def announce(version: ModelVersion) -> list[WebhookDelivery]:
         "artifact_url": version.artifact_url,
         "published_at": utcnow().isoformat(timespec="seconds"),
     }
-    rows = [
-        WebhookDelivery(
-            url=endpoint["url"] + MODEL_HOOK,
-            event="model.published",
-            payload={**payload, "delivery": uuid.uuid4().hex},
-            status="pending",
-            next_attempt_at=utcnow(),
-        )
-        for endpoint in endpoints()
-    ]
-    db.session.add_all(rows)
+    return [queue(endpoint["url"] + MODEL_HOOK, payload) for endpoint in endpoints()]
+
+
+def queue(url: str, payload: dict) -> WebhookDelivery:
+    """Queue one signed POST of `payload` (its "event" names it) to `url`, due now (in the
+    caller's transaction)."""
+    delivery = WebhookDelivery(
+        url=url,
+        event=payload["event"],
+        payload={**payload, "delivery": uuid.uuid4().hex},
+        status="pending",
+        next_attempt_at=utcnow(),
+    )
+    db.session.add(delivery)
     db.session.flush()
-    return rows
+    return delivery
 
 
 def deliver_due(limit: int = 50) -> int:
@@ -128,13 +132,13 @@ def deliver(ids: list[int]) -> int:
         if delivery is None:
             continue
         attempted += 1
-        secret = secrets.get(delivery.url)
+        secret = secrets.get(delivery.url, config["WEBHOOK_SECRET"])
         if secret:
             outcome = signing.post(
                 delivery.url, secret, delivery.payload, config["WEBHOOK_TIMEOUT_SECONDS"]
             )
         else:
-            outcome = {"status": None, "ms": 0.0, "error": "no secret for this node"}
+            outcome = {"status": None, "ms": 0.0, "error": "no secret to sign with"}
         _record(delivery, outcome)
     return attempted
 

@@ -8,10 +8,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
+from sqlalchemy import select
 
 from fraudapp import signing
 from fraudapp.extensions import db
-from fraudapp.models import AuditEvent, MonitoringSnapshot
+from fraudapp.models import AuditEvent, MonitoringSnapshot, WebhookDelivery
 from fraudapp.services import monitoring
 from fraudapp.services.demo import ensure_predictions
 from tests.conftest import login, predict
@@ -135,6 +136,23 @@ def test_new_alerts_are_posted_signed_once(scored_history, runner, app):
     assert signing.verify("s3cret", header, body)
     assert not signing.verify("other", header, body)
     assert json.loads(body)["alerts"][0]["rule"] == "f1"
+    delivery = db.session.scalars(select(WebhookDelivery)).one()
+    assert (delivery.event, delivery.status) == ("monitoring.alert", "delivered")
+    assert delivery.attempts == 1
+
+
+def test_an_alert_webhook_that_fails_is_retried(scored_history, runner, app):
+    app.config.update(
+        ALERT_F1_BELOW=1.01, WEBHOOK_SECRET="s3cret", ALERT_WEBHOOK_URLS=["http://127.0.0.1:9/x"]
+    )
+    end = str(scored_history["TX_DATETIME"].max().date())
+    result = runner.invoke(args=["monitor", "--as-of", end, "--json"])
+    assert result.exit_code == 1
+    sent = json.loads(result.output)["deliveries"]
+    assert [(d["url"], d["delivery"]) for d in sent] == [("http://127.0.0.1:9/x", "pending")]
+    delivery = db.session.scalars(select(WebhookDelivery)).one()
+    assert (delivery.status, delivery.attempts, delivery.last_status) == ("pending", 1, None)
+    assert delivery.next_attempt_at is not None  # the trainer's courier retries it when due
 
 
 def test_signature_window_and_tampering():
