@@ -24,16 +24,14 @@ import secrets
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hot_swap import Load  # noqa: E402  (bench/ is on the path when run as a script)
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from tests.processes import (  # noqa: E402
@@ -62,53 +60,6 @@ def serving(url: str) -> set:
         except OSError:
             found.add("down")
     return found
-
-
-class Load:
-    """One client per node scoring transactions through the API; counts failures."""
-
-    def __init__(self, urls: list[str], token: str):
-        self.urls, self.token = urls, token
-        self.stop = threading.Event()
-        self.done, self.failed = 0, 0
-        self.threads = [threading.Thread(target=self.loop, args=(url,)) for url in urls]
-
-    def loop(self, url: str) -> None:
-        body = json.dumps(
-            {
-                "tx_datetime": "2026-01-01T12:00:00",
-                "customer_id": 7,
-                "terminal_id": 9,
-                "amount": 25.0,
-                "consent": False,
-            }
-        ).encode()
-        while not self.stop.is_set():
-            request = urllib.request.Request(
-                url + "/api/v1/predictions",
-                data=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": f"Bearer {self.token}",
-                },
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                    ok = response.status == 201
-            except (urllib.error.URLError, OSError):
-                ok = False
-            self.done += 1
-            self.failed += not ok
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
 
 
 def measure(mode: str, database_url: str, switches: int, tmp: Path) -> dict:
@@ -150,7 +101,7 @@ def measure(mode: str, database_url: str, switches: int, tmp: Path) -> dict:
         token = run_step([*FLASK, "create-api-token", f"bench-{mode}"], trainer, log).split()[-1]
         engine = create_engine(engine_url(database_url))
         seconds = []
-        with Load(nodes, token) as load:
+        with Load(nodes, token, clients=1) as load:
             for i in range(switches):
                 version = "v2" if i % 2 == 0 else "v1"
                 run_step([*FLASK, "models", "promote", version], trainer, log)
@@ -163,7 +114,8 @@ def measure(mode: str, database_url: str, switches: int, tmp: Path) -> dict:
                 seconds.append((dt.datetime.now(dt.UTC) - released).total_seconds())
                 print(f"  {mode}: {version} on both nodes after {seconds[-1]:.2f} s", flush=True)
         engine.dispose()
-        return {"seconds": seconds, "requests": load.done, "failed": load.failed}
+        failed = sum(1 for _, status, _, _ in load.outcomes if status != 201)
+        return {"seconds": seconds, "requests": len(load.outcomes), "failed": failed}
     finally:
         for process in processes.values():
             stop(process)

@@ -1,9 +1,10 @@
 """Time from a promotion (or rollback) to every gunicorn worker serving the new version, under load.
 
 Sets up a demo instance like `make run` (small), publishes a second version, starts gunicorn with
-several workers, keeps a client loop scoring transactions on loopback, promotes v2 and then rolls
-back to v1 through the registry pointer, and prints per switch: seconds until every worker answered
-with the new version, failed requests, and request latency before and during the switch.
+several workers, keeps a client loop scoring transactions on loopback, promotes v2 and then v1 again
+(as `flask models promote` does: the release in the database, then the registry pointer), and prints
+per switch: seconds until every worker answered with the new version, failed requests, and request
+latency before and during the switch.
 
     .venv/bin/python bench/hot_swap.py [--workers 4] [--clients 4]
 """
@@ -27,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
-from fraudapp.ml.registry import Registry  # noqa: E402
+from fraudapp import create_app  # noqa: E402
+from fraudapp.services import runs  # noqa: E402
 
 
 def flask(env: dict, *args: str) -> str:
@@ -63,21 +65,24 @@ def call(url: str, body: dict | None = None, token: str | None = None) -> tuple[
 
 
 class Load:
-    """Client threads scoring transactions until stopped; every outcome is kept."""
+    """Client threads scoring transactions until stopped, `clients` per server URL; every outcome
+    (time, status, model version, seconds) is kept."""
 
-    def __init__(self, url: str, token: str, clients: int):
-        self.url, self.token, self.stop = url, token, threading.Event()
+    def __init__(self, urls: list[str], token: str, clients: int):
+        self.token, self.stop = token, threading.Event()
         self.outcomes: list[tuple[float, int, str | None, float]] = []
         self.threads = [
-            threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(clients)
+            threading.Thread(target=self._loop, args=(url, i), daemon=True)
+            for url in urls
+            for i in range(clients)
         ]
 
-    def _loop(self, seed: int) -> None:
+    def _loop(self, url: str, seed: int) -> None:
         n = 0
         while not self.stop.is_set() and n < 100_000:
             n += 1
             status, body, seconds = call(
-                f"{self.url}/api/v1/predictions",
+                f"{url}/api/v1/predictions",
                 {
                     "tx_datetime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
                     "customer_id": (seed * 7919 + n) % 300,
@@ -100,10 +105,12 @@ class Load:
             thread.join()
 
 
-def switch(url: str, registry: Registry, version: str, workers: set[int], limit: float = 10.0):
-    """Point CURRENT at `version`; seconds until every worker's /healthz names it."""
-    registry.set_current(version)
+def switch(url: str, app, version: str, workers: set[int], limit: float = 10.0):
+    """Promote `version` as `flask models promote` does; seconds from the promotion until every
+    worker's /healthz names it."""
     started = time.monotonic()
+    with app.app_context():
+        runs.promote(version, "bench")
     seen: dict[int, float] = {}
     while time.monotonic() - started < limit and set(seen) < workers:
         status, body, _ = call(f"{url}/healthz")
@@ -127,15 +134,13 @@ def main() -> None:
         "FRAUDAPP_DEMO_DAYS": "45",
         "FRAUDAPP_TRAINING_THREADS": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
-        # the pointer is moved by hand here: no node agent syncing it back to the database's
-        # release (bench/distribution.py measures releases across nodes)
-        "FRAUDAPP_NODE_SYNC_SECONDS": "0",
     }
     flask(env, "db", "upgrade")
     flask(env, "init-demo")
     flask(env, "train")  # v2, not promoted
     token = flask(env, "create-api-token", "bench").strip().splitlines()[-1]
-    registry = Registry(tmp / "models")
+    os.environ.update(env)  # this process promotes, on the same instance
+    app = create_app()
     url = f"http://127.0.0.1:{args.port}"
     server = subprocess.Popen(
         [
@@ -155,11 +160,11 @@ def main() -> None:
     )
     try:
         workers = warm_up(url, args.workers)
-        with Load(url, token, args.clients) as load:
+        with Load([url], token, args.clients) as load:
             time.sleep(3)
             results = []
             for version in ("v2", "v1"):
-                seconds, started = switch(url, registry, version, workers)
+                seconds, started = switch(url, app, version, workers)
                 results.append((version, seconds, started))
                 time.sleep(3)
         report(load.outcomes, results, args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import flash
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -70,7 +71,15 @@ class AuditFilterForm(FlaskForm):
 
 
 class ButtonForm(FlaskForm):
-    """A POST button (retrain, cancel, promote, roll back): nothing but the CSRF token."""
+    """A POST button (retrain, cancel, promote, roll back, remove): nothing but the CSRF token."""
+
+
+def button_pressed() -> bool:
+    """Whether a POST button's CSRF token is valid; else a flashed "try again"."""
+    if ButtonForm().validate_on_submit():
+        return True
+    flash("The form expired; please try again.", "error")
+    return False
 
 
 class NodeForm(FlaskForm):

@@ -9,7 +9,7 @@ from flask_login import current_user
 from ..auth.decorators import role_required
 from ..services import releases, webhooks
 from . import bp
-from .forms import ButtonForm, NodeForm
+from .forms import NodeForm, button_pressed
 
 
 @bp.get("/nodes")
@@ -54,8 +54,7 @@ def add_node():
 @role_required("admin")
 def remove_node(endpoint_id: int):
     """Stop telling a node of new versions."""
-    if not ButtonForm().validate_on_submit():
-        flash("The form expired; please try again.", "error")
+    if not button_pressed():
         return redirect(url_for("admin.nodes"))
     try:
         url = webhooks.remove_endpoint(endpoint_id, current_user.username)

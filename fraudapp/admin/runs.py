@@ -14,7 +14,7 @@ from ..models import TrainingRun
 from ..services import releases
 from ..services import runs as runs_service
 from . import bp
-from .forms import ButtonForm
+from .forms import button_pressed
 
 METRICS = ("auc", "ap", "cp_at_100", "precision", "recall", "f1", "threshold")
 
@@ -38,8 +38,7 @@ def training_runs():
 @role_required("admin")
 def retrain():
     """Queue a run for the trainer (or show the one already queued or running)."""
-    if not ButtonForm().validate_on_submit():
-        flash("The form expired; please try again.", "error")
+    if not button_pressed():
         return redirect(url_for("admin.training_runs"))
     run = runs_service.request_run("admin", current_user.username)
     if run.status == "queued":
@@ -91,8 +90,7 @@ def _iso(value: dt.datetime | None) -> str | None:
 @role_required("admin")
 def cancel_run(run_id: int):
     """Cancel a queued run, or ask a running one to stop before it publishes."""
-    if not ButtonForm().validate_on_submit():
-        flash("The form expired; please try again.", "error")
+    if not button_pressed():
         return redirect(url_for("admin.training_runs"))
     try:
         run = runs_service.cancel(run_id, current_user.username)
@@ -110,8 +108,7 @@ def cancel_run(run_id: int):
 @role_required("admin")
 def promote_model(version: str):
     """Serve a registry version (loaded and verified first)."""
-    if not ButtonForm().validate_on_submit():
-        flash("The form expired; please try again.", "error")
+    if not button_pressed():
         return redirect(url_for("admin.training_runs"))
     try:
         runs_service.promote(version, current_user.username)
@@ -126,8 +123,7 @@ def promote_model(version: str):
 @role_required("admin")
 def rollback_model():
     """Serve the version that served before the current one."""
-    if not ButtonForm().validate_on_submit():
-        flash("The form expired; please try again.", "error")
+    if not button_pressed():
         return redirect(url_for("admin.training_runs"))
     try:
         previous = runs_service.rollback(current_user.username)
