@@ -32,9 +32,11 @@ test: install
 test-postgres: install
 	FRAUDAPP_DATABASE_URL=$${FRAUDAPP_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} $(PY) -m pytest
 
+# ruff, then the import layers of pyproject.toml's [tool.importlinter] contracts.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install
 	$(VENV)/bin/ruff check --fix .

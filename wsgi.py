@@ -5,7 +5,7 @@ model version when it starts and every FRAUDAPP_NODE_SYNC_SECONDS, and reports i
 """
 
 from fraudapp import create_app
-from fraudapp.services.releases import start_agent
+from fraudapp.services.distribution.agent import start_agent
 
 app = create_app()
 if app.config["ROLE"] != "trainer":

@@ -30,8 +30,12 @@ from fraudapp.extensions import db  # noqa: E402
 from fraudapp.ml.features import FEATURES  # noqa: E402
 from fraudapp.ml.training import Windows  # noqa: E402
 from fraudapp.models import Prediction, Transaction  # noqa: E402
-from fraudapp.services import accounts, aggregates, history, labels, monitoring  # noqa: E402
-from fraudapp.services.training import registry, train_and_publish  # noqa: E402
+from fraudapp.services import accounts  # noqa: E402
+from fraudapp.services.monitoring import aggregates  # noqa: E402
+from fraudapp.services.monitoring import figures as monitoring  # noqa: E402
+from fraudapp.services.serving import registry  # noqa: E402
+from fraudapp.services.training.train import train_and_publish  # noqa: E402
+from fraudapp.services.transactions import changes, history, labels  # noqa: E402
 
 DATA = ROOT.parent / "shared/data/handbook/transactions_raw_2018-04-01_to_2018-08-31.csv.gz"
 FEATURE_DAYS = 7  # the last week keeps its feature snapshots (drift); older rows store none
@@ -134,7 +138,7 @@ def main() -> None:
         stored = store_predictions(model)
         print(f"stored {stored:,} predictions in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
-        aggregates.mark_all_dirty()
+        changes.mark_all()
         days = aggregates.refresh()
         print(
             f"first build of the daily aggregates ({days} days): "

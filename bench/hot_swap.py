@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from fraudapp import create_app  # noqa: E402
-from fraudapp.services import runs  # noqa: E402
+from fraudapp.services.training import runs  # noqa: E402
 
 
 def flask(env: dict, *args: str) -> str:

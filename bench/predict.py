@@ -123,7 +123,7 @@ def reset_schema(db) -> None:
 def import_history(args) -> tuple[str, int, float]:
     """Import the history; (description, rows, seconds)."""
     from fraudapp.ml.simulate import simulate
-    from fraudapp.services import history
+    from fraudapp.services.transactions import history
 
     if args.handbook:
         start = time.perf_counter_ns()
@@ -229,9 +229,11 @@ def main(argv: list[str] | None = None) -> None:
     app = make_app(database_url, os.path.join(scratch.name, "models"))
 
     from fraudapp.extensions import db
+    from fraudapp.ml.explain import explain
     from fraudapp.ml.registry import LoadedModel
-    from fraudapp.services import scoring, tokens
-    from fraudapp.services.training import latest_windows, train_and_publish
+    from fraudapp.services import serving, tokens
+    from fraudapp.services.training.train import latest_windows, train_and_publish
+    from fraudapp.services.transactions import scoring
 
     with app.app_context():
         reset_schema(db)
@@ -246,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         train_seconds = time.perf_counter() - start
         token = tokens.create_token("bench")
         traffic = Traffic(db, args.seed)
-        trees = scoring.serving_model().booster.num_trees()
+        trees = serving.serving_model().booster.num_trees()
         db.session.remove()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     client = app.test_client()
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     def in_process(n: int, n_raw: int) -> dict[str, np.ndarray]:
         """(a) and (f, alone): each part called n times in a loop."""
         with app.app_context():
-            model = scoring.serving_model()
+            model = serving.serving_model()
             top = app.config["EXPLAIN_TOP"]
             txs = traffic.inputs(n)
             rows = [scoring.online_features(tx) for tx in txs]
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
                 "online_features": (scoring.online_features, txs),
                 "LoadedModel.score": (model.score, rows),
                 "LoadedModel.contributions": (model.contributions, rows),
-                "scoring.explain": (lambda row: scoring.explain(model, row, top), rows),
+                "scoring.explain": (lambda row: explain(model, row, top), rows),
                 "scoring.score, consent false": (lambda tx: scoring.score(tx, False), txs),
                 "scoring.score": (lambda tx: scoring.score(tx, True), traffic.inputs(n)),
             }

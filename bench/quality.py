@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fraudapp.ml import features  # noqa: E402
-from fraudapp.ml.handbook import read_history  # noqa: E402
+from fraudapp.ml.data import read_history  # noqa: E402
 from fraudapp.ml.training import (  # noqa: E402
     DEFAULT_PARAMS,
     LIGHTGBM_DEFAULTS,

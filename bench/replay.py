@@ -33,8 +33,11 @@ from fraudapp.ml.metrics import at_threshold  # noqa: E402
 from fraudapp.ml.simulate import simulate  # noqa: E402
 from fraudapp.ml.training import Windows  # noqa: E402
 from fraudapp.models import Prediction, Transaction  # noqa: E402
-from fraudapp.services import history, labels, runs, tokens  # noqa: E402
-from fraudapp.services.training import registry, train_and_publish  # noqa: E402
+from fraudapp.services import tokens  # noqa: E402
+from fraudapp.services.serving import registry  # noqa: E402
+from fraudapp.services.training import runs  # noqa: E402
+from fraudapp.services.training.train import train_and_publish  # noqa: E402
+from fraudapp.services.transactions import history, labels  # noqa: E402
 
 DATA = ROOT.parent / "shared/data/handbook/transactions_raw_2018-04-01_to_2018-08-31.csv.gz"
 

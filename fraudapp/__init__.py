@@ -10,8 +10,19 @@ from flask import Flask
 from sqlalchemy import event
 
 from . import config as settings
+from . import telemetry
+from .admin import bp as admin_bp
+from .api import bp as api_bp
+from .auth import bp as auth_bp
+from .cli import register_commands
+from .errors import register_errorhandlers
 from .extensions import csrf, db, login_manager, migrate
+from .feedback import bp as feedback_bp
+from .health import bp as health_bp
+from .hooks import artifacts, hooks
 from .ml.registry import Registry, ServingModel
+from .predict import bp as predict_bp
+from .templating import register_template_filters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,8 +41,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_model(app)
     register_blueprints(app)
     register_errorhandlers(app)
+    register_template_filters(app)
     register_commands(app)
-    register_metrics(app)
+    telemetry.time_requests(app)
     return app
 
 
@@ -100,14 +112,6 @@ def register_model(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     """The pages, API and webhook receiver of a prediction node; the artifact endpoint of a
     trainer; all of them in the embedded default (ROLE "all")."""
-    from .admin import bp as admin_bp
-    from .api import bp as api_bp
-    from .auth import bp as auth_bp
-    from .feedback import bp as feedback_bp
-    from .health import bp as health_bp
-    from .hooks import artifacts, hooks
-    from .predict import bp as predict_bp
-
     role = app.config["ROLE"]
     app.register_blueprint(health_bp)
     if role in ("web", "all"):
@@ -121,24 +125,3 @@ def register_blueprints(app: Flask) -> None:
         csrf.exempt(hooks)
     if role in ("trainer", "all"):
         app.register_blueprint(artifacts)
-
-
-def register_errorhandlers(app: Flask) -> None:
-    """One handler for HTTP errors: JSON for the API and JSON clients, HTML otherwise."""
-    from .errors import register
-
-    register(app)
-
-
-def register_metrics(app: Flask) -> None:
-    """Request timing and /metrics for Prometheus."""
-    from .metrics import register
-
-    register(app)
-
-
-def register_commands(app: Flask) -> None:
-    """The `flask` commands."""
-    from .cli import register_commands as register
-
-    register(app)

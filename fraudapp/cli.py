@@ -13,8 +13,12 @@ from flask import Flask, current_app
 from .ml.metrics import finite
 from .ml.simulate import simulate
 from .ml.training import Windows
-from .services import accounts, demo, history, monitoring, releases, runs, tokens
-from .services.training import latest_windows, train_and_publish
+from .services import accounts, demo, tokens
+from .services.distribution import catalog, releases
+from .services.monitoring import alerts
+from .services.training import runs, trainer
+from .services.training.train import latest_windows, train_and_publish
+from .services.transactions import history
 
 
 @click.command("import-transactions")
@@ -107,7 +111,7 @@ def models_list(as_json: bool) -> None:
             "threshold": row["threshold"],
             **{k: row["metrics"].get(k) for k in ("auc", "ap", "cp_at_100", "f1")},
         }
-        for row in reversed(releases.versions())
+        for row in reversed(catalog.versions())
     ]
     if as_json:
         click.echo(json.dumps(rows))
@@ -164,7 +168,7 @@ def trainer_command(once: bool) -> None:
     nice = current_app.config["TRAINER_NICE"]
     if nice:
         os.nice(nice)
-    done = runs.work(once, current_app.config["TRAINER_POLL_SECONDS"], log=click.echo)
+    done = trainer.work(once, current_app.config["TRAINER_POLL_SECONDS"], log=click.echo)
     click.echo(f"trainer: {done} run(s) done")
 
 
@@ -203,7 +207,10 @@ def create_user_command(name: str, role: str, password: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
 def monitor_command(as_of, as_json: bool) -> None:
     """Compute the figures, evaluate the alert rules, store a snapshot; exit 1 on an alert."""
-    snapshot = monitoring.check(as_of.date() if as_of else None)
+    snapshot = alerts.check(as_of.date() if as_of else None)
+    if snapshot.alerts and current_app.config["RETRAIN_ON_ALERT"]:
+        run = runs.request_run("alert", "monitor")
+        click.echo(f"training run {run.id} is {run.status} (FRAUDAPP_RETRAIN_ON_ALERT)", err=True)
     if as_json:
         click.echo(
             json.dumps(

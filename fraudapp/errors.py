@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, render_template, request
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, flash, jsonify, redirect, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .extensions import db
+
+EXPIRED = "The form expired or lost its security token; please try again."
 
 
 def wants_json() -> bool:
@@ -27,12 +32,23 @@ def _respond(error: HTTPException):
     return render_template("errors/error.html", error=error), error.code
 
 
-def register(app: Flask) -> None:
+def register_errorhandlers(app: Flask) -> None:
     """Attach the handlers; a 500 rolls the session back first."""
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         return _respond(error)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        """A form posted without a valid CSRF token: back to the page it came from, saying so."""
+        current_app.logger.info("CSRF check failed on %s: %s", request.path, error.description)
+        referrer = urlsplit(request.referrer or "")
+        if wants_json() or referrer.netloc != request.host or not referrer.path:
+            error.description = EXPIRED
+            return _respond(error)
+        flash(EXPIRED, "error")
+        return redirect(referrer.path + (f"?{referrer.query}" if referrer.query else ""))
 
     @app.errorhandler(InternalServerError)
     def internal_error(error: InternalServerError):

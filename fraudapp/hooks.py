@@ -3,7 +3,7 @@
 from flask import Blueprint, abort, jsonify, request
 
 from .ml.registry import RegistryError
-from .services import releases, webhooks
+from .services.distribution import catalog, receiver
 from .signing import HEADER
 
 hooks = Blueprint("hooks", __name__)
@@ -13,7 +13,7 @@ artifacts = Blueprint("artifacts", __name__)
 @hooks.post("/hooks/model-published")
 def model_published():
     """A signed model.published delivery: install the version and serve it (see DESIGN.md)."""
-    status, answer = releases.receive(
+    status, answer = receiver.receive(
         request.headers.get(HEADER), request.get_data(), request.remote_addr
     )
     return jsonify(answer), status
@@ -23,9 +23,9 @@ def model_published():
 def artifact(version: str):
     """A version's metadata and model text, for nodes holding a webhook secret (the request is
     signed over its path)."""
-    if not webhooks.artifact_request_authentic(request.headers.get(HEADER), request.path):
+    if not receiver.artifact_request_authentic(request.headers.get(HEADER), request.path):
         abort(401)
     try:
-        return jsonify(releases.artifact(version))
+        return jsonify(catalog.artifact(version))
     except RegistryError:
         abort(404)

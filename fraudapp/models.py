@@ -1,18 +1,32 @@
-"""Database tables: history, labels, predictions, users, tokens, audit events and counts."""
+"""Database tables: history, labels, predictions, users, tokens, audit events, counts, training
+runs and model distribution; the column types and the dialect-aware insert they share."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
+from .ml.features import DAY
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
-UtcDateTime = DateTime(timezone=True)
 LABEL_PRIORITY = {"import": 0, "feedback": 1, "analyst": 2}
 ROLES = ("analyst", "admin")
 
@@ -20,6 +34,30 @@ ROLES = ("analyst", "admin")
 def utcnow() -> dt.datetime:
     """The current time in UTC, for column defaults (called per row, not at import)."""
     return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTime(TypeDecorator):
+    """A point in time, stored as UTC and always read back timezone-aware (SQLite keeps no zone:
+    its values come back naive, and are UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
+
+
+def dialect_insert(table):
+    """INSERT with ON CONFLICT support for the session's database."""
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    return (postgresql_insert if postgres else sqlite_insert)(table)
 
 
 class Transaction(db.Model):
@@ -51,6 +89,11 @@ class Transaction(db.Model):
         Index("ix_transactions_terminal_time", "terminal_id", "tx_time", "fraud"),
         Index("ix_transactions_time", "tx_time", "fraud", "customer_id"),
     )
+
+    @hybrid_property
+    def day(self) -> int:
+        """The transaction's day number since the epoch (in Python and in SQL)."""
+        return self.tx_time // DAY
 
     @property
     def tx_datetime(self) -> dt.datetime:

@@ -17,8 +17,9 @@ from sqlalchemy import text
 from fraudapp import create_app
 from fraudapp.extensions import db
 from fraudapp.ml.simulate import simulate
-from fraudapp.services import history, tokens
-from fraudapp.services.training import latest_windows, train_and_publish
+from fraudapp.services import tokens
+from fraudapp.services.training.train import latest_windows, train_and_publish
+from fraudapp.services.transactions import history
 
 HANDBOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "handbook"
 HANDBOOK_RAW = HANDBOOK / "transactions_raw_2018-04-01_to_2018-08-31.csv.gz"

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from fraudapp.extensions import db
 from fraudapp.models import Transaction
-from fraudapp.services.training import registry
+from fraudapp.services.serving import registry
 
 
 def test_import_command_reports_and_is_idempotent(runner, tmp_path, simulated_frame):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import flash
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -17,7 +16,7 @@ from wtforms import (
 from wtforms.validators import URL, DataRequired, Length, NumberRange, Optional
 
 from ..feedback.forms import choices
-from ..services.monitoring import Period
+from ..services.monitoring.figures import Period
 
 
 class PeriodForm(FlaskForm):
@@ -68,18 +67,6 @@ class AuditFilterForm(FlaskForm):
     action = SelectField("Action", choices=choices([""]), default="")
     since = DateField("From", validators=[Optional()])
     until = DateField("To", validators=[Optional()])
-
-
-class ButtonForm(FlaskForm):
-    """A POST button (retrain, cancel, promote, roll back, remove): nothing but the CSRF token."""
-
-
-def button_pressed() -> bool:
-    """Whether a POST button's CSRF token is valid; else a flashed "try again"."""
-    if ButtonForm().validate_on_submit():
-        return True
-    flash("The form expired; please try again.", "error")
-    return False
 
 
 class NodeForm(FlaskForm):

@@ -7,9 +7,9 @@ from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from ..auth.decorators import role_required
-from ..services import releases, webhooks
+from ..services.distribution import agent, outbox, releases
 from . import bp
-from .forms import NodeForm, button_pressed
+from .forms import NodeForm
 
 
 @bp.get("/nodes")
@@ -25,9 +25,9 @@ def _page(form: NodeForm, status: int = 200):
             "admin/nodes.html",
             form=form,
             current=releases.current(),
-            nodes=releases.nodes(),
-            endpoints=webhooks.endpoints(),
-            deliveries=webhooks.recent(),
+            nodes=agent.nodes(),
+            endpoints=outbox.endpoints(),
+            deliveries=outbox.recent(),
             secret_set=bool(current_app.config["WEBHOOK_SECRET"]),
         ),
         status,
@@ -42,8 +42,8 @@ def add_node():
     if not form.validate_on_submit():
         return _page(form, 400)
     try:
-        url = webhooks.add_endpoint(form.url.data, form.secret.data, current_user.username).url
-    except webhooks.EndpointError as exc:
+        url = outbox.add_endpoint(form.url.data, form.secret.data, current_user.username).url
+    except outbox.EndpointError as exc:
         form.url.errors.append(str(exc))
         return _page(form, 400)
     flash(f"{url} will be told of every new model version.", "success")
@@ -54,11 +54,9 @@ def add_node():
 @role_required("admin")
 def remove_node(endpoint_id: int):
     """Stop telling a node of new versions."""
-    if not button_pressed():
-        return redirect(url_for("admin.nodes"))
     try:
-        url = webhooks.remove_endpoint(endpoint_id, current_user.username)
-    except webhooks.EndpointError as exc:
+        url = outbox.remove_endpoint(endpoint_id, current_user.username)
+    except outbox.EndpointError as exc:
         flash(f"Cannot remove: {exc}.", "error")
     else:
         flash(f"{url} is no longer told of new versions.", "success")

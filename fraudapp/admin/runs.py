@@ -3,18 +3,15 @@ that queue a run, cancel it, promote a version and roll back (all POST, CSRF, po
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import current_app, flash, jsonify, redirect, render_template, url_for
 from flask_login import current_user
 
 from ..auth.decorators import role_required
 from ..extensions import db
 from ..models import TrainingRun
-from ..services import releases
-from ..services import runs as runs_service
+from ..services.distribution import catalog, releases
+from ..services.training import runs as runs_service
 from . import bp
-from .forms import button_pressed
 
 METRICS = ("auc", "ap", "cp_at_100", "precision", "recall", "f1", "threshold")
 
@@ -27,7 +24,7 @@ def training_runs():
         "admin/runs.html",
         runs=runs_service.recent(),
         serving=releases.current(),
-        versions=releases.versions(),
+        versions=catalog.versions(),
         previous=releases.previous(),
         every_days=current_app.config["RETRAIN_EVERY_DAYS"],
         on_alert=current_app.config["RETRAIN_ON_ALERT"],
@@ -38,8 +35,6 @@ def training_runs():
 @role_required("admin")
 def retrain():
     """Queue a run for the trainer (or show the one already queued or running)."""
-    if not button_pressed():
-        return redirect(url_for("admin.training_runs"))
     run = runs_service.request_run("admin", current_user.username)
     if run.status == "queued":
         flash(f"Training run {run.id} is queued; the trainer will pick it up.", "success")
@@ -79,19 +74,14 @@ def training_run_json(run_id: int):
     )
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC (SQLite hands back naive UTC datetimes)."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
 
 
 @bp.post("/runs/<int:run_id>/cancel")
 @role_required("admin")
 def cancel_run(run_id: int):
     """Cancel a queued run, or ask a running one to stop before it publishes."""
-    if not button_pressed():
-        return redirect(url_for("admin.training_runs"))
     try:
         run = runs_service.cancel(run_id, current_user.username)
     except runs_service.RunError as exc:
@@ -108,8 +98,6 @@ def cancel_run(run_id: int):
 @role_required("admin")
 def promote_model(version: str):
     """Serve a registry version (loaded and verified first)."""
-    if not button_pressed():
-        return redirect(url_for("admin.training_runs"))
     try:
         runs_service.promote(version, current_user.username)
     except runs_service.RunError as exc:  # unknown, unreadable or not verifiable
@@ -123,8 +111,6 @@ def promote_model(version: str):
 @role_required("admin")
 def rollback_model():
     """Serve the version that served before the current one."""
-    if not button_pressed():
-        return redirect(url_for("admin.training_runs"))
     try:
         previous = runs_service.rollback(current_user.username)
     except runs_service.RunError as exc:

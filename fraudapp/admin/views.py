@@ -11,16 +11,17 @@ from flask_login import current_user
 
 from ..auth.decorators import role_required
 from ..feedback.forms import choices
-from ..services import audit, monitoring, scoring
+from ..services import audit, serving
+from ..services.monitoring import alerts, figures
 from . import bp
 from .forms import AuditFilterForm, PeriodForm, ThresholdForm
 
 
-def _period_form() -> tuple[PeriodForm, monitoring.Period]:
+def _period_form() -> tuple[PeriodForm, figures.Period]:
     form = PeriodForm(request.args)
-    form.model_version.choices = choices(["", *monitoring.model_versions()])
+    form.model_version.choices = choices(["", *figures.model_versions()])
     form.validate()
-    return form, form.period(monitoring.default_period())
+    return form, form.period(figures.default_period())
 
 
 @bp.get("/")
@@ -29,7 +30,11 @@ def dashboard():
     """Metrics over time, drift, alerts and snapshots."""
     form, period = _period_form()
     return render_template(
-        "admin/dashboard.html", form=form, period=period, data=monitoring.dashboard(period)
+        "admin/dashboard.html",
+        form=form,
+        period=period,
+        data=figures.dashboard(period),
+        snapshots=alerts.latest_snapshots(),
     )
 
 
@@ -37,17 +42,15 @@ def dashboard():
 @role_required("admin")
 def threshold():
     """Precision, recall and F1 against the threshold; set the serving threshold."""
-    model = scoring.serving_model()
+    model = serving.serving_model()
     setting = ThresholdForm()
     if setting.validate_on_submit():
-        monitoring.set_threshold(
-            model.version, float(setting.threshold.data), current_user.username
-        )
+        serving.set_threshold(model.version, float(setting.threshold.data), current_user.username)
         flash(f"Serving threshold of {model.version} set to {setting.threshold.data}.", "success")
         return redirect(url_for("admin.threshold", **request.args))
     form, period = _period_form()
     target = float(form.target_precision.data or 0.8)
-    current = monitoring.serving_threshold(model.version, model.threshold)  # not the cache
+    current = serving.serving_threshold(model.version, model.threshold)  # not the cache
     if not setting.threshold.data:
         setting.threshold.data = round(current, 3)
     return render_template(
@@ -56,7 +59,7 @@ def threshold():
         setting=setting,
         model=model,
         current=current,
-        curve=monitoring.threshold_curve(period, target),
+        curve=figures.threshold_curve(period, target),
         period=period,
     ), 400 if setting.errors else 200
 
@@ -117,25 +120,12 @@ def _monitoring_rows(name: str) -> list[dict]:
         abort(404)
     _, period = _period_form()
     if name == "threshold":
-        curve = monitoring.threshold_curve(period)
+        curve = figures.threshold_curve(period)
         return [
             dict(zip(("threshold", "precision", "recall", "f1"), values, strict=True))
             for values in zip(
                 curve["thresholds"], curve["precision"], curve["recall"], curve["f1"], strict=True
             )
-        ]
-    data = monitoring.dashboard(period)
-    if name == "distribution":
-        dist = data["distribution"]
-        return [
-            {
-                "from": dist["edges"][i],
-                "to": dist["edges"][i + 1],
-                "fraud": dist["fraud"][i],
-                "genuine": dist["genuine"][i],
-                "unlabelled": dist["unlabelled"][i],
-            }
-            for i in range(len(dist["fraud"]))
         ]
     if name == "snapshots":
         return [
@@ -148,7 +138,20 @@ def _monitoring_rows(name: str) -> list[dict]:
                 },
                 "alerts": "; ".join(a["message"] for a in s.alerts),
             }
-            for s in data["snapshots"]
+            for s in alerts.latest_snapshots()
+        ]
+    data = figures.dashboard(period)
+    if name == "distribution":
+        dist = data["distribution"]
+        return [
+            {
+                "from": dist["edges"][i],
+                "to": dist["edges"][i + 1],
+                "fraud": dist["fraud"][i],
+                "genuine": dist["genuine"][i],
+                "unlabelled": dist["unlabelled"][i],
+            }
+            for i in range(len(dist["fraud"]))
         ]
     return data[name]
 

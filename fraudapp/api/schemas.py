@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator, model_validator
 
-from ..services.scoring import EARLIEST, LATEST, MAX_AMOUNT, MAX_ID, TransactionIn
+from ..services.transactions.limits import EARLIEST, LATEST, MAX_AMOUNT, MAX_ID
+from ..services.transactions.scoring import TransactionIn
 
 Id = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
 

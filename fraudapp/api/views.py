@@ -6,7 +6,8 @@ from functools import wraps
 
 from flask import g, jsonify, request
 
-from ..services import labels, scoring, tokens
+from ..services import serving, tokens
+from ..services.transactions import labels, scoring
 from . import bp
 from .schemas import BadRequest, BatchBody, FeedbackBody, TransactionBody, parse
 
@@ -36,8 +37,8 @@ def bad_request(error: BadRequest):
     return jsonify({"errors": error.errors}), 400
 
 
-@bp.errorhandler(scoring.ModelUnavailable)
-def model_unavailable(error: scoring.ModelUnavailable):
+@bp.errorhandler(serving.ModelUnavailable)
+def model_unavailable(error: serving.ModelUnavailable):
     """No model is serving: 503, try again later."""
     return jsonify({"error": "Service Unavailable", "message": str(error)}), 503
 
@@ -88,5 +89,5 @@ def prediction_feedback(prediction_id: int):
 @token_required
 def model_info():
     """The serving version and its metadata."""
-    model = scoring.serving_model()
+    model = serving.serving_model()
     return jsonify({"version": model.version, "threshold": model.threshold, "meta": model.meta})

@@ -18,7 +18,7 @@ from wtforms import (
 )
 from wtforms.validators import NumberRange, Optional, ValidationError
 
-from ..services.review import STATUSES, Filters
+from ..services.transactions.review import STATUSES, Filters
 
 
 class FeedbackForm(FlaskForm):

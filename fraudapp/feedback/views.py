@@ -9,7 +9,8 @@ from flask_login import current_user
 
 from ..auth.decorators import role_required
 from ..auth.views import safe_next
-from ..services import labels, monitoring, review
+from ..services.monitoring.figures import model_versions
+from ..services.transactions import labels, review
 from . import bp
 from .forms import DeleteForm, FeedbackForm, LabelForm, QueueFilterForm, choices
 
@@ -68,7 +69,7 @@ def delete_my_data(code: str):
 def review_queue():
     """Stored predictions, most suspicious first, with filters and one-click labels."""
     form = QueueFilterForm(request.args)
-    form.model_version.choices = choices(["", *monitoring.model_versions()])
+    form.model_version.choices = choices(["", *model_versions()])
     form.validate()
     page = review.queue(form.filters(), form.page.data or 1)
     return render_template(

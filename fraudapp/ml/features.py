@@ -181,16 +181,6 @@ def window_sums(
     return counts, sums
 
 
-def customer_windows(customer, time, amount) -> tuple[np.ndarray, np.ndarray]:
-    """The customer's transaction count and amount sum per window, the transaction included."""
-    return window_sums(customer, time, amount, CUSTOMER_WINDOWS)
-
-
-def terminal_windows(terminal, time, fraud) -> tuple[np.ndarray, np.ndarray]:
-    """The terminal's transaction count and known-fraud count per window, before the label delay."""
-    return window_sums(terminal, time, fraud, TERMINAL_WINDOWS, TERMINAL_DELAY_DAYS)
-
-
 def mean_before(amount, count, amount_sum) -> np.ndarray:
     """The mean amount of a window's rows before the transaction itself (0 with none)."""
     before_count = count - 1

@@ -40,17 +40,51 @@ def _per_customer_max(customers, scores, labels) -> list[tuple[int, float, int]]
     return list(zip(unique.tolist(), max_score.tolist(), max_label.tolist(), strict=True))
 
 
+def rates(tp, fp, fn) -> dict:
+    """Precision, recall and F1 from confusion counts.
+
+    Counts may be numbers (undefined rates are None) or numpy arrays, e.g. one entry per threshold
+    of a score histogram (undefined rates are 0).
+    """
+    tp, fp, fn = (np.asarray(v, dtype=float) for v in (tp, fp, fn))
+    figures = {
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+    }
+    if tp.ndim == 0:
+        return {k: None if math.isnan(v) else float(v) for k, v in figures.items()}
+    return {k: np.nan_to_num(v) for k, v in figures.items()}
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.divide(
+        numerator,
+        denominator,
+        out=np.full(np.shape(numerator), np.nan),
+        where=denominator > 0,
+    )
+
+
 def at_threshold(scores, labels, threshold: float) -> dict[str, float]:
-    """Precision, recall and F1 of the decision score ≥ threshold."""
+    """Precision, recall and F1 of the decision score ≥ threshold (0 where undefined)."""
     predicted = np.asarray(scores) >= threshold
     labels = np.asarray(labels).astype(bool)
     tp = int(np.sum(predicted & labels))
     fp = int(np.sum(predicted & ~labels))
     fn = int(np.sum(~predicted & labels))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+    return {k: v or 0.0 for k, v in rates(tp, fp, fn).items()}
+
+
+def ap_from_histogram(frauds: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Average precision from score histograms, bins ranked from the highest score down (the
+    last axis); transactions in one bin count as tied. NaN where a histogram has no fraud."""
+    frauds, counts = np.asarray(frauds, dtype=float), np.asarray(counts, dtype=float)
+    cum_frauds, cum_counts = np.cumsum(frauds, axis=-1), np.cumsum(counts, axis=-1)
+    precision = np.divide(
+        cum_frauds, cum_counts, out=np.zeros_like(cum_frauds), where=cum_counts > 0
+    )
+    return _ratio((precision * frauds).sum(axis=-1), frauds.sum(axis=-1))
 
 
 def best_f1_threshold(scores, labels) -> float:

@@ -245,6 +245,7 @@ class ServingModel:
         self._stamp: tuple[int, int] | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
+        self._versions: dict[str, LoadedModel] = {}
         self.last_error: str | None = None
 
     def get(self) -> LoadedModel | None:
@@ -253,6 +254,17 @@ class ServingModel:
         if now - self._checked_at >= self.check_interval:
             self._refresh(now)
         return self._model
+
+    def version(self, name: str) -> LoadedModel:
+        """Any version of the registry, loaded once (versions are immutable; a few are kept)."""
+        model = self._versions.get(name)
+        if model is None:
+            model = self.registry.load(name)
+            with self._lock:
+                while len(self._versions) >= 8:
+                    del self._versions[next(iter(self._versions))]
+                self._versions[name] = model
+        return model
 
     def _refresh(self, now: float) -> None:
         with self._lock:

@@ -16,6 +16,8 @@ import lightgbm as lgb
 import numpy as np
 
 from . import features
+from .data import History, epoch_day
+from .drift import reference_distributions
 from .metrics import best_f1_threshold, evaluate
 
 DEFAULT_PARAMS = {
@@ -35,31 +37,6 @@ DEFAULT_PARAMS = {
 LIGHTGBM_DEFAULTS = {"objective": "binary", "num_boost_round": 100, "verbosity": -1}
 
 
-@dataclass
-class History:
-    """A transaction history as numpy columns; `label` is 1 fraud, 0 genuine, -1 not labelled."""
-
-    time: np.ndarray
-    customer: np.ndarray
-    terminal: np.ndarray
-    amount: np.ndarray
-    label: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.time)
-
-    @property
-    def day(self) -> np.ndarray:
-        """Day number since the Unix epoch."""
-        return self.time // features.DAY
-
-    def features(self) -> np.ndarray:
-        """The feature matrix of every row, terminal risk from the known fraud labels."""
-        return features.compute_features(
-            self.customer, self.terminal, self.time, self.amount, (self.label == 1).astype(float)
-        )
-
-
 @dataclass(frozen=True)
 class Windows:
     """The protocol's windows: training days, a delay gap, and test days."""
@@ -72,7 +49,7 @@ class Windows:
     @property
     def first_day(self) -> int:
         """The first training day as a day number since the epoch."""
-        return (self.train_start - dt.date(1970, 1, 1)).days
+        return epoch_day(self.train_start)
 
     def shifted(self, days: int) -> Windows:
         """The same windows moved `days` earlier."""
@@ -226,21 +203,3 @@ def _require_rows(rows: np.ndarray, y: np.ndarray, what: str) -> None:
 def predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
     """Fraud probabilities for the rows of x."""
     return booster.predict(x, num_threads=training_threads()) if len(x) else np.array([])
-
-
-def reference_distributions(
-    x: np.ndarray,
-    scores: np.ndarray,
-    feature_names: tuple[str, ...] = features.FEATURES,
-    bins: int = 10,
-) -> dict:
-    """Decile edges and shares per feature and for the score, the baseline for drift checks."""
-    reference = {}
-    for name, column in zip((*feature_names, "score"), (*x.T, scores), strict=True):
-        edges = np.unique(np.quantile(column, np.linspace(0, 1, bins + 1)))
-        counts, _ = np.histogram(column, bins=edges)
-        reference[name] = {
-            "edges": edges.tolist(),
-            "shares": (counts / max(len(column), 1)).tolist(),
-        }
-    return reference

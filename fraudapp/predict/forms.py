@@ -8,7 +8,8 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateTimeLocalField, DecimalField, IntegerField, SubmitField
 from wtforms.validators import InputRequired, NumberRange, StopValidation
 
-from ..services.scoring import EARLIEST, LATEST, MAX_AMOUNT, MAX_ID, TransactionIn
+from ..services.transactions.limits import EARLIEST, LATEST, MAX_AMOUNT, MAX_ID
+from ..services.transactions.scoring import TransactionIn
 
 
 def parsed(form, field) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import redirect, render_template, session, url_for
 
 from ..feedback.forms import FeedbackForm
-from ..services import scoring
+from ..services import serving
+from ..services.transactions import scoring
 from . import bp
 from .forms import TransactionForm
 
@@ -17,7 +18,7 @@ def index():
     if form.validate_on_submit():
         try:
             result = scoring.score(form.to_input(), form.consent.data, want_explanation=True)
-        except scoring.ModelUnavailable as exc:
+        except serving.ModelUnavailable as exc:
             return render_template("predict/index.html", form=form, unavailable=str(exc)), 503
         session["result"] = {
             "score": result.score,

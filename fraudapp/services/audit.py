@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import has_request_context, request
 from flask_login import current_user
+from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import AuditEvent
@@ -40,8 +41,6 @@ def search(
     per_page: int = 50,
 ):
     """Audit events, newest first, filtered; (events, total)."""
-    from sqlalchemy import func, select
-
     conditions = []
     if actor:
         conditions.append(AuditEvent.actor == actor)
@@ -61,6 +60,4 @@ def search(
 
 def actions() -> list[str]:
     """The actions that occur in the log."""
-    from sqlalchemy import select
-
     return sorted(db.session.scalars(select(AuditEvent.action).distinct()).all())

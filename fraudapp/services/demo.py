@@ -13,12 +13,14 @@ from flask import current_app
 from sqlalchemy import func, insert, select
 
 from ..extensions import db
+from ..ml.data import day_date
 from ..ml.features import FEATURES, TERMINAL_DELAY_DAYS
 from ..ml.simulate import simulate
 from ..models import DailyCount, Prediction, Transaction
-from .aggregates import mark_dirty
-from .history import import_handbook_frame, load_history
-from .training import latest_windows, registry, train_and_publish
+from .serving import registry
+from .training.train import latest_windows, train_and_publish
+from .transactions.changes import mark_days
+from .transactions.history import import_handbook_frame, load_history
 
 
 def ensure_secret_key(instance_path: str) -> bool:
@@ -93,7 +95,7 @@ def ensure_predictions(days: int = 14) -> int:
         ],
     )
     _count_days(history.day[recent], scores >= model.threshold, model.version)
-    mark_dirty(history.day[recent].tolist())
+    mark_days(history.day[recent].tolist())
     db.session.commit()
     return len(recent)
 
@@ -102,7 +104,7 @@ def _count_days(days: np.ndarray, flagged: np.ndarray, version: str) -> None:
     for (day, fraud), count in Counter(zip(days.tolist(), flagged.tolist(), strict=True)).items():
         db.session.add(
             DailyCount(
-                day=dt.date(1970, 1, 1) + dt.timedelta(days=day),
+                day=day_date(day),
                 model_version=version,
                 is_fraud=fraud,
                 consented=True,

@@ -12,9 +12,11 @@ from sqlalchemy import select
 
 from fraudapp import signing
 from fraudapp.extensions import db
-from fraudapp.models import AuditEvent, MonitoringSnapshot, WebhookDelivery
-from fraudapp.services import monitoring
+from fraudapp.ml.drift import band, psi
+from fraudapp.ml.metrics import ap_from_histogram
+from fraudapp.models import AuditEvent, MonitoringSnapshot, TrainingRun, WebhookDelivery
 from fraudapp.services.demo import ensure_predictions
+from fraudapp.services.monitoring import figures as monitoring
 from tests.conftest import login, predict
 
 
@@ -29,21 +31,24 @@ def _period(days=14):
     return monitoring.default_period(days)
 
 
-def test_ap_from_bins_matches_sklearn_on_distinct_bins():
+def test_ap_from_a_score_histogram_matches_sklearn_on_distinct_bins():
     rng = np.random.default_rng(0)
     scores = rng.permutation(1000) / 1000
     labels = (rng.random(1000) < scores * 0.3).astype(int)
-    rows = [(int(s * 1000), int(y), 1) for s, y in zip(scores, labels, strict=True)]
-    assert monitoring.ap_from_bins(rows) == pytest.approx(average_precision_score(labels, scores))
+    bins = (scores * 1000).astype(int)
+    frauds = np.bincount(bins, weights=labels, minlength=1000)[::-1]  # highest scores first
+    counts = np.bincount(bins, minlength=1000)[::-1]
+    ap = float(ap_from_histogram(frauds, counts))
+    assert ap == pytest.approx(average_precision_score(labels, scores))
 
 
 def test_psi_bands():
     reference = {"edges": [0, 1, 2, 3, 4], "shares": [0.25, 0.25, 0.25, 0.25]}
     same = np.repeat([0.5, 1.5, 2.5, 3.5], 100)
     shifted = np.repeat([3.5], 400)
-    assert monitoring.psi(reference, same) == pytest.approx(0.0, abs=1e-9)
-    assert monitoring.band(monitoring.psi(reference, shifted)) == "act"
-    assert monitoring.band(0.05) == "stable" and monitoring.band(0.2) == "watch"
+    assert psi(reference, same) == pytest.approx(0.0, abs=1e-9)
+    assert band(psi(reference, shifted)) == "act"
+    assert band(0.05) == "stable" and band(0.2) == "watch"
 
 
 def test_performance_counts_the_confusion_matrix(scored_history):
@@ -100,6 +105,17 @@ def test_monitor_stores_a_snapshot_and_exits_by_alert(scored_history, runner, ap
     loud = runner.invoke(args=["monitor", "--as-of", str(end)])
     assert loud.exit_code == 1 and "ALERT f1" in loud.output
     assert db.session.query(MonitoringSnapshot).count() == 2
+
+
+@pytest.mark.parametrize("retrain_on_alert", [True, False])
+def test_an_alert_queues_a_retraining_only_when_configured(
+    scored_history, runner, app, retrain_on_alert
+):
+    end = scored_history["TX_DATETIME"].max().date()
+    app.config.update(ALERT_F1_BELOW=1.01, RETRAIN_ON_ALERT=retrain_on_alert)
+    assert runner.invoke(args=["monitor", "--as-of", str(end)]).exit_code == 1
+    runs = [(r.reason, r.status) for r in db.session.scalars(select(TrainingRun))]
+    assert runs == ([("alert", "queued")] if retrain_on_alert else [])
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -198,11 +214,12 @@ def test_audit_log_lists_and_filters(client, users):
 
 
 def test_aggregates_follow_labels_and_deletions(scored_history, client, auth):
-    from fraudapp.services import aggregates
+    from fraudapp.services.monitoring import aggregates
+    from fraudapp.services.transactions import changes
 
     period = _period()
     before = monitoring.performance(period, threshold=0.5)
-    aggregates.mark_all_dirty()
+    changes.mark_all()
     assert aggregates.refresh() > 0
     assert monitoring.performance(period, threshold=0.5) == before  # a rebuild changes nothing
     body = predict(client, auth, tx_datetime=f"{period.end}T12:00:00")

@@ -11,9 +11,9 @@ from fraudapp.extensions import db
 from fraudapp.ml.metrics import evaluate
 from fraudapp.ml.training import Windows, predict, split
 from fraudapp.models import AuditEvent, TrainingRun, Transaction, utcnow
-from fraudapp.services import runs
-from fraudapp.services.history import load_history
-from fraudapp.services.training import registry
+from fraudapp.services.serving import registry
+from fraudapp.services.training import runs
+from fraudapp.services.transactions.history import load_history
 from tests.conftest import login
 
 

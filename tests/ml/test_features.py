@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from fraudapp.ml import features
-from fraudapp.ml.handbook import to_unix_seconds
+from fraudapp.ml.data import to_unix_seconds
 from tests.conftest import HANDBOOK_TRANSFORMED, handbook_file
 
 
@@ -57,12 +57,14 @@ def test_windows_follow_the_definitions():
     time = np.array([t0, t0 + 3600, t0 + day, t0 + 8 * day + 3600, t0 + 9 * day])
     customer = np.zeros(5, dtype=np.int64)
     amount = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
-    counts, sums = features.customer_windows(customer, time, amount)
+    counts, sums = features.window_sums(customer, time, amount, features.CUSTOMER_WINDOWS)
     # 1-day window (t-1d, t]: the row at t0+1d sees t0+3600 and itself, not t0 (exactly 1 day back)
     assert counts[2, 0] == 2 and sums[2, 0] == 50.0
     assert counts[4, 1] == 2  # 7 days back from t0+9d: rows at t0+8d+1h and itself
     fraud = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
-    t_counts, t_frauds = features.terminal_windows(customer, time, fraud)
+    t_counts, t_frauds = features.window_sums(
+        customer, time, fraud, features.TERMINAL_WINDOWS, features.TERMINAL_DELAY_DAYS
+    )
     # the row at t0+8d+1h looks at (t-8d, t-7d] = (t0+1h, t0+1d+1h]: only the row at t0+1d
     assert t_counts[3, 0] == 1 and t_frauds[3, 0] == 0
     # the row at t0+9d looks at (t0+1d, t0+2d] for 1 day: nothing; 30 days: every row up to t0+2d

@@ -5,13 +5,13 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from fraudapp.ml.handbook import read_history
-from fraudapp.ml.training import History, Windows, run_protocol, split
+from fraudapp.ml.data import History, read_history
+from fraudapp.ml.training import Windows, run_protocol, split
 from tests.conftest import HANDBOOK_RAW, handbook_file
 
 
 def _history(frame) -> History:
-    from fraudapp.ml.handbook import to_unix_seconds
+    from fraudapp.ml.data import to_unix_seconds
 
     return History(
         time=to_unix_seconds(frame["TX_DATETIME"]),

@@ -30,8 +30,9 @@ from fraudapp.models import (
     WebhookDelivery,
     utcnow,
 )
-from fraudapp.services import releases, runs, webhooks
-from fraudapp.services.training import registry
+from fraudapp.services.distribution import agent, catalog, outbox, releases
+from fraudapp.services.serving import registry
+from fraudapp.services.training import runs
 from fraudapp.signing import HEADER, sign
 from tests.conftest import login
 
@@ -104,7 +105,7 @@ def _post_hook(url: str, body: bytes, header: str | None) -> tuple[int, dict]:
 
 
 def _announcement(version: str) -> bytes:
-    row = releases.register_if_local(version)
+    row = catalog.register_if_local(version)
     db.session.commit()
     return json.dumps(
         {
@@ -153,7 +154,7 @@ def test_a_promotion_reaches_the_node_which_downloads_verifies_and_serves_it(app
 def test_a_promotion_clicked_on_a_node_is_announced_by_the_trainer(app, node):
     releases.release("v1", "promote", "admin")
     v2 = _copy_of_v1()
-    releases.register(v2)
+    catalog.register(v2)
     db.session.commit()
     with node["app"].app_context():  # an admin on the node's /admin/runs page
         runs.promote(v2, "admin")
@@ -164,7 +165,7 @@ def test_a_promotion_clicked_on_a_node_is_announced_by_the_trainer(app, node):
 
     assert releases.announce_pending() == 1  # the trainer's next round
     assert releases.announce_pending() == 0
-    assert webhooks.deliver_due() == 1
+    assert outbox.deliver_due() == 1
     delivery = db.session.scalars(announced).one()
     assert (delivery.status, delivery.last_status) == ("delivered", 200)
     assert registry().current() == "v1"
@@ -230,12 +231,12 @@ def test_a_node_that_was_down_gets_retries_with_back_off_then_catches_up(app, no
     assert delivery.last_error
     due = delivery.next_attempt_at.replace(tzinfo=dt.UTC) - utcnow()
     assert dt.timedelta(seconds=1) < due <= dt.timedelta(seconds=2)
-    assert webhooks.deliver_due() == 0  # not yet due
+    assert outbox.deliver_due() == 0  # not yet due
 
     def attempt_now() -> WebhookDelivery:
         db.session.execute(update(WebhookDelivery).values(next_attempt_at=utcnow()))
         db.session.commit()
-        assert webhooks.deliver_due() == 1
+        assert outbox.deliver_due() == 1
         db.session.expire_all()
         return db.session.get(WebhookDelivery, delivery.id)
 
@@ -247,7 +248,7 @@ def test_a_node_that_was_down_gets_retries_with_back_off_then_catches_up(app, no
     assert node["registry"].current() is None
 
     with node["app"].app_context():  # the node starts (or its periodic check runs)
-        releases.tick()
+        agent.tick()
         status = db.session.get(NodeStatus, "node-a")
         assert (status.role, status.version, status.error) == ("web", "v1", None)
     assert node["registry"].current() == "v1"
@@ -256,7 +257,7 @@ def test_a_node_that_was_down_gets_retries_with_back_off_then_catches_up(app, no
 def test_node_status_shows_who_is_behind_or_silent(app, node):
     releases.release("v1", "promote", "admin")
     with node["app"].app_context():
-        releases.tick()
+        agent.tick()
     db.session.add(NodeStatus(name="node-b", role="web", version=None, heartbeat_at=utcnow()))
     db.session.add(
         NodeStatus(
@@ -264,9 +265,7 @@ def test_node_status_shows_who_is_behind_or_silent(app, node):
         )
     )
     db.session.commit()
-    state = {
-        row["name"]: (row["version"], row["behind"], row["silent"]) for row in releases.nodes()
-    }
+    state = {row["name"]: (row["version"], row["behind"], row["silent"]) for row in agent.nodes()}
     assert state == {
         "node-a": ("v1", False, False),
         "node-b": (None, True, False),
@@ -292,7 +291,7 @@ def test_the_artifact_endpoint_wants_a_signature_and_serves_verified_versions(ap
     assert get("/artifacts/v1", sign(SECRET, b"/artifacts/v2")) == 401  # signed for another path
     assert get("/artifacts/v1", sign(SECRET, b"/artifacts/v1")) == 200
     assert get("/artifacts/v7", sign(SECRET, b"/artifacts/v7")) == 404
-    webhooks.add_endpoint("http://10.0.0.9:8000", "own-secret-of-node-" + "w" * 10, "admin")
+    outbox.add_endpoint("http://10.0.0.9:8000", "own-secret-of-node-" + "w" * 10, "admin")
     assert get("/artifacts/v1", sign("own-secret-of-node-" + "w" * 10, b"/artifacts/v1")) == 200
 
 
@@ -326,7 +325,7 @@ def test_previous_of_walks_back_through_promotions():
 def test_the_nodes_page_adds_and_removes_nodes(app, client, users, node):
     releases.release("v1", "promote", "admin")
     with node["app"].app_context():
-        releases.tick()
+        agent.tick()
     login(client, users["admin"])
     page = client.get("/admin/nodes")
     assert page.status_code == 200
@@ -335,7 +334,7 @@ def test_the_nodes_page_adds_and_removes_nodes(app, client, users, node):
     bad = client.post("/admin/nodes", data={"url": "ftp://x", "secret": "short"})
     assert bad.status_code == 400
     assert "Enter an http(s) URL" in bad.text and "Use 16 to 200 characters" in bad.text
-    assert webhooks.endpoints() == [
+    assert outbox.endpoints() == [
         {"id": None, "url": node["url"], "secret": SECRET, "source": "config"}
     ]
 
@@ -350,24 +349,24 @@ def test_the_nodes_page_adds_and_removes_nodes(app, client, users, node):
         "/admin/nodes", data={"url": "http://10.0.0.5:8000", "secret": "a-secret-of-20-chars"}
     )
     assert again.status_code == 400 and "already a node" in again.text
-    endpoint = next(e for e in webhooks.endpoints() if e["source"] == "admin")
+    endpoint = next(e for e in outbox.endpoints() if e["source"] == "admin")
     assert endpoint["url"] == "http://10.0.0.5:8000"
 
     removed = client.post(f"/admin/nodes/{endpoint['id']}/remove", follow_redirects=True)
     assert "no longer told" in removed.text
-    assert [e["source"] for e in webhooks.endpoints()] == ["config"]
+    assert [e["source"] for e in outbox.endpoints()] == ["config"]
     actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("node.%")))
     assert sorted(actions) == ["node.added", "node.removed"]
     assert client.post("/admin/nodes/999/remove", follow_redirects=True).status_code == 200
 
 
 def test_the_trainer_advertises_its_versions_where_it_is_now(app, trainer):
-    releases.register("v1")
+    catalog.register("v1")
     db.session.commit()
     v2 = _copy_of_v1()
     app.config["ARTIFACT_BASE_URL"] = "http://trainer.internal:8100/"
-    assert releases.advertise() == 2  # v1 moved, v2 was not listed yet
-    assert releases.advertise() == 0
+    assert catalog.advertise() == 2  # v1 moved, v2 was not listed yet
+    assert catalog.advertise() == 0
     rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.version)).all()
     assert [(r.version, r.artifact_url) for r in rows] == [
         ("v1", "http://trainer.internal:8100/artifacts/v1"),

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from fraudapp.extensions import db
 from fraudapp.models import Label, Transaction
-from fraudapp.services.history import ImportRefused, import_transactions
+from fraudapp.services.transactions.history import ImportRefused, import_transactions
 
 HEADER = "TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_TIME_SECONDS,TX_FRAUD\n"
 ROWS = [

@@ -3,7 +3,7 @@
 import datetime as dt
 
 from fraudapp.ml.training import Windows, split
-from fraudapp.services.history import load_history
+from fraudapp.services.transactions.history import load_history
 from tests.conftest import after_history, predict
 
 TERMINAL = 987_654  # a terminal with no history of its own

@@ -1,23 +1,17 @@
-"""Training a model on the stored history and publishing it to the registry."""
+"""Training a model on the stored history and publishing it to the registry and the catalog."""
 
 from __future__ import annotations
-
-import datetime as dt
 
 import numpy as np
 from flask import current_app
 
-from ..extensions import db
-from ..ml import features
-from ..ml.registry import Registry
-from ..ml.training import TrainingResult, Windows, run_protocol
-from . import releases
-from .history import load_history
-
-
-def registry() -> Registry:
-    """The model registry of this app."""
-    return Registry(current_app.config["MODEL_DIR"])
+from ...extensions import db
+from ...ml import features
+from ...ml.data import day_date
+from ...ml.training import TrainingResult, Windows, run_protocol
+from ..distribution import catalog, releases
+from ..serving import registry
+from ..transactions.history import load_history
 
 
 def latest_windows(train_days: int = 7, delay_days: int = 7, test_days: int = 7) -> Windows:
@@ -28,9 +22,7 @@ def latest_windows(train_days: int = 7, delay_days: int = 7, test_days: int = 7)
         raise ValueError("no labelled transactions to train on")
     history_end = labelled_days.max()
     first = int(history_end) - (train_days + delay_days + test_days) + 1
-    return Windows(
-        dt.date(1970, 1, 1) + dt.timedelta(days=first), train_days, delay_days, test_days
-    )
+    return Windows(day_date(first), train_days, delay_days, test_days)
 
 
 def train(history, windows: Windows, params: dict | None = None) -> TrainingResult:
@@ -47,7 +39,7 @@ def publish(result: TrainingResult, history) -> str:
             "on the trainer"
         )
     version = registry().publish(result.booster, _metadata(result, history))
-    releases.register(version)
+    catalog.register(version)
     db.session.commit()
     return version
 

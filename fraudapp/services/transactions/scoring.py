@@ -7,7 +7,6 @@ contributions are computed only when an explanation is asked for.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -16,22 +15,15 @@ from flask import current_app
 from sqlalchemy import Integer, bindparam, cast, func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..extensions import db
-from ..metrics import record_predictions
-from ..ml import features
-from ..ml.registry import LoadedModel
-from ..models import DailyCount, Prediction, Transaction
-from .aggregates import dialect_insert, mark_dirty
+from ...extensions import db
+from ...ml import features
+from ...ml.explain import explain
+from ...ml.registry import LoadedModel
+from ...models import DailyCount, Prediction, Transaction, dialect_insert
+from ...telemetry import record_predictions
+from ..serving import decision_threshold, serving_model
+from .changes import mark_days
 from .labels import new_receipt
-from .monitoring import serving_threshold
-
-MAX_ID = 2**31 - 1
-MAX_AMOUNT = 1_000_000.0
-EARLIEST, LATEST = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)  # accepted transaction times
-
-
-class ModelUnavailable(Exception):
-    """No model version is serving."""
 
 
 class DuplicateTransaction(Exception):
@@ -106,63 +98,26 @@ def _rows(statement, **params) -> tuple[np.ndarray, np.ndarray]:
     return np.fromiter(times, np.int64, len(rows)), np.fromiter(values, np.float64, len(rows))
 
 
-def online_features(tx: TransactionIn) -> np.ndarray:
-    """The feature vector of a new transaction from the history stored before it."""
-    return _features(tx.tx_time, tx.amount, tx.customer_id, tx.terminal_id, _CUSTOMER_ROWS)
-
-
-def features_of_stored(transaction: Transaction) -> np.ndarray:
-    """The features a stored transaction had when it arrived: only the history stored before it."""
-    earlier = _CUSTOMER_ROWS.where(Transaction.id < transaction.id)
-    return _features(
-        transaction.tx_time,
-        transaction.amount,
-        transaction.customer_id,
-        transaction.terminal_id,
-        earlier,
-    )
-
-
-def _features(t: int, amount: float, customer_id: int, terminal_id: int, customer_rows):
-    day = features.DAY
+def online_features(tx: TransactionIn, before_id: int | None = None) -> np.ndarray:
+    """The feature vector of a transaction from the history stored before it (for a stored
+    transaction, `before_id` is its id: only rows stored before it count)."""
+    t, day = tx.tx_time, features.DAY
+    customer_rows = _CUSTOMER_ROWS
+    if before_id is not None:
+        customer_rows = customer_rows.where(Transaction.id < before_id)
     customer = _rows(
-        customer_rows, customer=customer_id, start=t - features.CUSTOMER_LOOKBACK_DAYS * day, end=t
+        customer_rows,
+        customer=tx.customer_id,
+        start=t - features.CUSTOMER_LOOKBACK_DAYS * day,
+        end=t,
     )
     terminal = _rows(
         _TERMINAL_ROWS,
-        terminal=terminal_id,
+        terminal=tx.terminal_id,
         start=t - features.TERMINAL_LOOKBACK_DAYS * day,
         end=t - features.TERMINAL_DELAY_DAYS * day,
     )
-    return features.features_for_one(t, amount, customer, terminal)
-
-
-def serving_model() -> LoadedModel:
-    """The model this process serves now."""
-    model = current_app.extensions["fraudapp.model"].get()
-    if model is None:
-        raise ModelUnavailable("no model is serving yet: run `flask init-demo` or `flask train`")
-    return model
-
-
-def explain(model: LoadedModel, row: np.ndarray, top: int) -> list[dict]:
-    """The features that moved this score most, in plain words."""
-    contributions = model.contributions(row)[:-1]
-    order = np.argsort(-np.abs(contributions))[:top]
-    return [
-        {
-            "feature": features.FEATURES[i],
-            "value": float(row[i]),
-            "contribution": float(contributions[i]),
-            "text": f"{features.DESCRIPTIONS[features.FEATURES[i]]} ({_format(row[i])}) "
-            f"{'raised' if contributions[i] > 0 else 'lowered'} the risk",
-        }
-        for i in order
-    ]
-
-
-def _format(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+    return features.features_for_one(t, tx.amount, customer, terminal)
 
 
 def score(tx: TransactionIn, consent: bool, want_explanation: bool = False) -> Scored:
@@ -195,21 +150,6 @@ def _count_predictions(results: list[Scored]) -> None:
                 set_={"count": table.c.count + n},
             )
         )
-
-
-def decision_threshold(model: LoadedModel) -> float:
-    """The version's serving threshold (an admin's setting, else training's), re-read from the
-    database at most once per MODEL_CHECK_INTERVAL in each worker."""
-    now = time.monotonic()
-    cached = _thresholds.get(model.version)
-    if cached and cached[0] > now:
-        return cached[1]
-    value = serving_threshold(model.version, model.threshold)
-    _thresholds[model.version] = (now + current_app.config["MODEL_CHECK_INTERVAL"], value)
-    return value
-
-
-_thresholds: dict[str, tuple[float, float]] = {}
 
 
 def _score_one(model: LoadedModel, tx: TransactionIn, consent: bool, want_explanation: bool):
@@ -267,7 +207,7 @@ def _store(tx: TransactionIn, result: Scored) -> tuple[int, str]:
             "receipt_hash": receipt_hash,
         },
     ).inserted_primary_key[0]
-    mark_dirty([tx.tx_time // features.DAY])
+    mark_days([tx.tx_time // features.DAY])
     return prediction_id, receipt
 
 

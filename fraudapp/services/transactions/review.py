@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
-from flask import current_app
 from sqlalchemy import func, select
 
-from ..extensions import db
-from ..ml import features
-from ..ml.registry import LoadedModel, Registry, RegistryError
-from ..models import Label, Prediction, Transaction
+from ...extensions import db
+from ...ml import features
+from ...ml.explain import explain
+from ...models import Label, Prediction, Transaction
+from ..serving import load_version
 
 STATUSES = ("unlabelled", "feedback", "analyst", "all")
 
@@ -88,11 +87,9 @@ def queue(filters: Filters, page: int = 1, per_page: int = 25) -> Page:
 
 def explanations(predictions: list[Prediction], top: int = 3) -> dict[int, list[tuple[str, bool]]]:
     """Plain-words reasons per prediction, from its stored features and its own model version."""
-    from .scoring import explain
-
     reasons = {}
     for prediction in predictions:
-        model = _load_version(current_app.config["MODEL_DIR"], prediction.model_version)
+        model = load_version(prediction.model_version)
         if model is None:
             reasons[prediction.id] = []
             continue
@@ -101,15 +98,6 @@ def explanations(predictions: list[Prediction], top: int = 3) -> dict[int, list[
             (r["text"], r["contribution"] > 0) for r in explain(model, row, top)
         ]
     return reasons
-
-
-@functools.lru_cache(maxsize=8)
-def _load_version(model_dir: str, version: str) -> LoadedModel | None:
-    """A registry version, cached (versions are immutable); None if it cannot be loaded."""
-    try:
-        return Registry(model_dir).load(version)
-    except RegistryError:
-        return None
 
 
 def coverage(days: int = 30) -> list[dict]:
@@ -160,7 +148,7 @@ def _summarise(rows) -> list[dict]:
             group["labelled"] += 1
             group[source] += 1
         if first_label is not None:
-            group["delays"].append((_aware(first_label) - _aware(created)).total_seconds() / 3600)
+            group["delays"].append((first_label - created).total_seconds() / 3600)
     result = []
     for key in sorted(groups, reverse=True):
         group = groups[key]
@@ -169,7 +157,3 @@ def _summarise(rows) -> list[dict]:
         group["coverage"] = group["labelled"] / group["predictions"]
         result.append(group)
     return result
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

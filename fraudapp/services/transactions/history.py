@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import DateTime, bindparam, select, text
 
-from ..extensions import db
-from ..ml.handbook import to_unix_seconds
-from ..ml.training import History
-from ..models import Transaction, utcnow
-from .scoring import MAX_AMOUNT, MAX_ID
+from ...extensions import db
+from ...ml.data import History, to_unix_seconds
+from ...models import Transaction, utcnow
+from .limits import MAX_AMOUNT, MAX_ID
 
 REQUIRED = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT")
 OPTIONAL = ("TX_FRAUD",)

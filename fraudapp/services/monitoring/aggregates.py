@@ -1,62 +1,25 @@
 """Monitoring aggregates maintained per transaction day, so the dashboard reads a few thousand rows
 however long the history.
 
-Writers mark the days they touch as dirty (a stored prediction, a label, a deletion); before
-reading, `refresh()` claims the dirty days and recomputes just those days' score histogram (per
+Writers mark the days they touch as dirty (`transactions.changes`); before reading, `refresh()`
+X
 model version, 1,000 bins, label known now) and card-precision hits in SQL. A change that commits
 while a refresh runs marks its day dirty again, so it is picked up by the next read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 from flask import current_app
 from sqlalchemy import Integer, and_, case, cast, delete, func, insert, literal, select, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..extensions import db
-from ..ml.features import DAY
-from ..models import DirtyDay, MonitoringBin, MonitoringDay, Prediction, Transaction
+from ...extensions import db
+from ...ml.features import DAY
+from ...models import DirtyDay, MonitoringBin, MonitoringDay, Prediction, Transaction
 
 BINS = 1000
 CHUNK_DAYS = 64
 _LOCK_KEY = 7_311_001  # PostgreSQL advisory lock: one refresher at a time
-
-
-def dialect_insert(table):
-    """INSERT with ON CONFLICT support for the session's database."""
-    postgres = db.session.get_bind().dialect.name == "postgresql"
-    return (postgresql_insert if postgres else sqlite_insert)(table)
-
-
-def mark_dirty(days: Iterable[int]) -> None:
-    """Note transaction days whose aggregates changed (in the caller's transaction)."""
-    values = [{"day": int(day)} for day in set(days)]
-    if values:
-        db.session.execute(dialect_insert(DirtyDay.__table__).on_conflict_do_nothing(), values)
-
-
-def mark_transaction_dirty(transaction_id: int) -> None:
-    """Note the day of one transaction as dirty."""
-    day = db.session.scalar(
-        select(Transaction.tx_time // DAY).where(Transaction.id == transaction_id)
-    )
-    if day is not None:
-        mark_dirty([day])
-
-
-def mark_all_dirty() -> None:
-    """After bulk changes: every day that has a stored prediction."""
-    days = db.session.scalars(
-        select(Transaction.tx_time // DAY)
-        .distinct()
-        .select_from(Prediction)
-        .join(Prediction.transaction)
-    ).all()
-    mark_dirty(days)
 
 
 def refresh() -> int:
@@ -79,9 +42,9 @@ def _recompute(days: list[int]) -> None:
     in_days = and_(
         Transaction.tx_time >= days[0] * DAY,
         Transaction.tx_time < (days[-1] + 1) * DAY,
-        (Transaction.tx_time // DAY).in_(days),
+        Transaction.day.in_(days),
     )
-    day = (Transaction.tx_time // DAY).label("day")
+    day = Transaction.day.label("day")
     label = case((Transaction.fraud.is_(True), 1), (Transaction.fraud.is_(False), 0), else_=-1)
     score_bin = _score_bin()
     db.session.execute(
@@ -108,7 +71,7 @@ def _score_bin():
 def _recompute_cards(in_days) -> None:
     """Per day and version: frauds among the k customers with the highest best score."""
     k = current_app.config["CARD_PRECISION_K"]
-    day = (Transaction.tx_time // DAY).label("day")
+    day = Transaction.day.label("day")
     best = (
         select(
             day,

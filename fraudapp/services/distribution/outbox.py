@@ -1,29 +1,24 @@
-"""Webhooks: model.published between the trainer and the prediction nodes, and alerts.
+"""The webhook outbox: model.published to the prediction nodes, and alerts.
 
-Outgoing: every webhook (`model.published` to each node, `monitoring.alert` to each alert URL) is
+Every webhook (`model.published` to each node, `monitoring.alert` to each alert URL) is
 one delivery row, tried at once and retried with exponential back-off (WEBHOOK_BACKOFF_SECONDS,
 doubling) until WEBHOOK_MAX_ATTEMPTS; each attempt's status, error and response time are kept.
 Any process may deliver (the trainer retries): an attempt is claimed by a conditional update, so
 two deliverers never post the same attempt.
-
-Incoming: the signature (constant-time, 5-minute window, `fraudapp.signing`) and a replay check —
-a signature a node has already accepted is refused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
 
 from flask import current_app
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 
-from .. import signing
-from ..extensions import db
-from ..models import ModelVersion, WebhookDelivery, WebhookEndpoint, WebhookNonce, utcnow
-from . import audit
+from ... import signing
+from ...extensions import db
+from ...models import ModelVersion, WebhookDelivery, WebhookEndpoint, utcnow
+from .. import audit
 
 MODEL_HOOK = "/hooks/model-published"
 LEASE = dt.timedelta(seconds=60)  # an attempt whose deliverer died is tried again after this
@@ -185,33 +180,3 @@ def recent(limit: int = 50) -> list[WebhookDelivery]:
     return list(
         db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit))
     )
-
-
-# -- incoming ------------------------------------------------------------------------------------
-
-
-def authentic(header: str | None, body: bytes) -> bool:
-    """Whether a request is signed with this node's secret within the time window."""
-    secret = current_app.config["WEBHOOK_SECRET"]
-    return bool(secret) and signing.verify(secret, header, body)
-
-
-def first_use(header: str) -> bool:
-    """Record an accepted signature; False when it was seen before (a replay). Commits."""
-    now = utcnow()
-    window = dt.timedelta(seconds=2 * signing.TOLERANCE_SECONDS)
-    db.session.execute(delete(WebhookNonce).where(WebhookNonce.received_at < now - window))
-    db.session.add(WebhookNonce(digest=hashlib.sha256(header.encode()).hexdigest()))
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return False
-    return True
-
-
-def artifact_request_authentic(header: str | None, path: str) -> bool:
-    """Whether an artifact download is signed (over its path) with a secret a node holds."""
-    secrets = {endpoint["secret"] for endpoint in endpoints()}
-    secrets.add(current_app.config["WEBHOOK_SECRET"])
-    return any(secret and signing.verify(secret, header, path.encode()) for secret in secrets)

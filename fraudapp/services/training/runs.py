@@ -1,4 +1,5 @@
-"""Training runs: queued by an admin, the CLI, a schedule or an alert; worked by the trainer.
+"""Training runs: queued by an admin, the CLI, a schedule or an alert; worked by the trainer
+(`trainer.work`).
 
 The trainer claims one queued run at a time (PostgreSQL: FOR UPDATE SKIP LOCKED, so two trainers
 never take the same run; SQLite: a conditional UPDATE under its single writer lock), trains on the
@@ -10,24 +11,22 @@ seconds lets a dead trainer's run be found and failed.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
 import threading
-import time
 
 import numpy as np
 from flask import current_app
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 
-from ..extensions import db
-from ..ml.metrics import evaluate, finite
-from ..ml.registry import RegistryError
-from ..ml.training import predict, split
-from ..models import TrainingRun, utcnow
-from . import audit, releases, webhooks
-from .history import load_history
-from .training import latest_windows, publish, registry, train
+from ...extensions import db
+from ...ml.metrics import evaluate, finite
+from ...ml.registry import RegistryError
+from ...ml.training import predict, split
+from ...models import TrainingRun, utcnow
+from .. import audit
+from ..distribution import releases
+from ..serving import registry
+from ..transactions.history import load_history
+from .train import latest_windows, publish, train
 
 ACTIVE = ("queued", "running")
 
@@ -122,8 +121,6 @@ def fail_stale(max_silence: float) -> int:
             progress="failed",
             error="the trainer stopped sending heartbeats (it died or lost the database)",
         )
-        # Not "evaluate": SQLite hands back naive datetimes, which Python cannot compare with
-        # the aware limit (TypeError whenever a loaded running run sits in the session).
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -165,18 +162,9 @@ def schedule_due(every_days: float | None) -> TrainingRun | None:
     if not every_days:
         return None
     last = db.session.scalar(select(TrainingRun.created_at).order_by(TrainingRun.id.desc()))
-    if last is not None and _aware(last) > utcnow() - dt.timedelta(days=every_days):
+    if last is not None and last > utcnow() - dt.timedelta(days=every_days):
         return None
     return request_run("schedule", "schedule")
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def worker_name() -> str:
-    """host:pid of this trainer."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def execute(run: TrainingRun) -> TrainingRun:
@@ -298,64 +286,3 @@ def _apply_policy(run: TrainingRun) -> str:
         )
         return "promoted"
     return "awaiting approval"
-
-
-def work(once: bool, poll_seconds: float, log=print) -> int:
-    """The trainer loop: fail stale runs, queue scheduled ones, claim and execute; runs done.
-
-    Beside it, a thread delivers due webhooks every second and keeps this process's registry on
-    the current version (with a heartbeat) every NODE_SYNC_SECONDS.
-    """
-    config = current_app.config
-    name = worker_name()
-    done = 0
-    stop = threading.Event()
-    courier = threading.Thread(
-        target=_courier, daemon=True, args=(current_app._get_current_object(), stop)
-    )
-    courier.start()
-    try:
-        while True:
-            fail_stale(config["TRAINER_STALE_SECONDS"])
-            schedule_due(config["RETRAIN_EVERY_DAYS"])
-            run = claim(name)
-            if run is None:
-                if once:
-                    return done
-                stop.wait(poll_seconds)
-                continue
-            log(f"run {run.id}: started ({run.reason}, asked by {run.requested_by})")
-            run = execute(run)
-            done += 1
-            log(
-                f"run {run.id}: {run.status}"
-                + (f", version {run.version} {run.promotion}" if run.version else "")
-                + (f" — {run.error}" if run.error else "")
-            )
-    finally:
-        stop.set()
-        courier.join()
-
-
-def _courier(app, stop: threading.Event) -> None:
-    """Advertise this registry's versions in the catalog once; then announce releases made on
-    nodes and deliver due webhooks every second; sync and report every NODE_SYNC_SECONDS."""
-    sync_every = float(app.config["NODE_SYNC_SECONDS"]) or float("inf")
-    synced_at = float("-inf")
-    advertised = False
-    while not stop.is_set():
-        with app.app_context():
-            try:
-                if not advertised:
-                    releases.advertise()
-                    advertised = True
-                if time.monotonic() - synced_at >= sync_every:
-                    releases.tick()
-                    synced_at = time.monotonic()
-                releases.announce_pending()
-                webhooks.deliver_due()
-            except (SQLAlchemyError, RegistryError, releases.ReleaseError) as exc:
-                db.session.rollback()
-                app.logger.error("trainer: model distribution: %s", exc)
-            db.session.remove()
-        stop.wait(1.0)

@@ -13,11 +13,11 @@ import secrets
 
 from sqlalchemy import case, delete, select, update
 
-from ..extensions import db
-from ..metrics import record_label
-from ..models import LABEL_PRIORITY, Label, Prediction, Transaction
-from . import audit
-from .aggregates import mark_transaction_dirty
+from ...extensions import db
+from ...models import LABEL_PRIORITY, Label, Prediction, Transaction
+from ...telemetry import record_label
+from .. import audit
+from .changes import mark_transaction
 
 
 class NotFound(Exception):
@@ -45,7 +45,7 @@ def add_label(transaction_id: int, fraud: bool, source: str, actor: str) -> Labe
     label = Label(transaction_id=transaction_id, fraud=fraud, source=source, actor=actor)
     db.session.add(label)
     db.session.flush()
-    mark_transaction_dirty(transaction_id)
+    mark_transaction(transaction_id)
     record_label(source)
     return label
 
@@ -80,12 +80,6 @@ def label_by_analyst(prediction_ids: list[int], fraud: bool, analyst: str) -> in
     return len(found)
 
 
-def current_label(prediction: Prediction) -> tuple[bool | None, str | None]:
-    """The label known now and its source."""
-    transaction = prediction.transaction
-    return transaction.fraud, transaction.label_source
-
-
 def new_receipt() -> tuple[str, str]:
     """A receipt code for the person and the hash we keep of it."""
     code = secrets.token_urlsafe(12)
@@ -111,7 +105,7 @@ def delete_by_receipt(code: str) -> None:
     """Delete the transaction, its features, prediction and labels; only counts remain; commits."""
     prediction = by_receipt(code)
     transaction_id = prediction.transaction_id
-    mark_transaction_dirty(transaction_id)
+    mark_transaction(transaction_id)
     db.session.execute(delete(Label).where(Label.transaction_id == transaction_id))
     db.session.execute(delete(Prediction).where(Prediction.id == prediction.id))
     db.session.execute(delete(Transaction).where(Transaction.id == transaction_id))

@@ -1,0 +1,67 @@
+"""Transaction histories as numpy columns, days since the epoch, and the Handbook's CSV format."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import features
+
+EPOCH = dt.date(1970, 1, 1)
+COLUMNS = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD")
+
+
+def epoch_day(day: dt.date) -> int:
+    """The number of a date: days since 1970-01-01 (a transaction's is `tx_time // DAY`)."""
+    return (day - EPOCH).days
+
+
+def day_date(number: int) -> dt.date:
+    """The date of a day number (see `epoch_day`)."""
+    return EPOCH + dt.timedelta(days=int(number))
+
+
+@dataclass
+class History:
+    """A transaction history as numpy columns; `label` is 1 fraud, 0 genuine, -1 not labelled."""
+
+    time: np.ndarray
+    customer: np.ndarray
+    terminal: np.ndarray
+    amount: np.ndarray
+    label: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @property
+    def day(self) -> np.ndarray:
+        """Day number since the Unix epoch."""
+        return self.time // features.DAY
+
+    def features(self) -> np.ndarray:
+        """The feature matrix of every row, terminal risk from the known fraud labels."""
+        return features.compute_features(
+            self.customer, self.terminal, self.time, self.amount, (self.label == 1).astype(float)
+        )
+
+
+def to_unix_seconds(values) -> np.ndarray:
+    """Unix seconds (int64) of naive UTC datetimes."""
+    return pd.to_datetime(values).to_numpy().astype("datetime64[s]").astype(np.int64)
+
+
+def read_history(path, nrows: int | None = None) -> tuple[pd.DataFrame, History]:
+    """A Handbook-format file as a DataFrame and as a History labelled by TX_FRAUD."""
+    frame = pd.read_csv(path, nrows=nrows)
+    history = History(
+        time=to_unix_seconds(frame["TX_DATETIME"]),
+        customer=frame["CUSTOMER_ID"].to_numpy(np.int64),
+        terminal=frame["TERMINAL_ID"].to_numpy(np.int64),
+        amount=frame["TX_AMOUNT"].to_numpy(np.float64),
+        label=frame["TX_FRAUD"].to_numpy(np.int64),
+    )
+    return frame, history

@@ -1,0 +1,1 @@
+"""Model distribution: catalog, releases, webhook outbox, receiver and node agent."""

@@ -1,0 +1,1 @@
+"""Monitoring: daily aggregates, the figures over time, drift and alerts."""

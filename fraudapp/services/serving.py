@@ -1,0 +1,84 @@
+"""The model this worker serves, its decision threshold, and the registry it comes from."""
+
+from __future__ import annotations
+
+import time
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..extensions import db
+from ..ml.registry import LoadedModel, Registry, RegistryError, ServingModel
+from ..models import ModelSetting
+from . import audit
+
+
+class ModelUnavailable(Exception):
+    """No model version is serving."""
+
+
+def _serving() -> ServingModel:
+    return current_app.extensions["fraudapp.model"]
+
+
+def registry() -> Registry:
+    """The model registry of this process (its MODEL_DIR)."""
+    return _serving().registry
+
+
+def current_model() -> LoadedModel | None:
+    """The model this process serves now, or None before the first version."""
+    return _serving().get()
+
+
+def serving_model() -> LoadedModel:
+    """The model this process serves now."""
+    model = current_model()
+    if model is None:
+        raise ModelUnavailable("no model is serving yet: run `flask init-demo` or `flask train`")
+    return model
+
+
+def load_version(version: str) -> LoadedModel | None:
+    """Any version of the registry, loaded once per process; None if it cannot be loaded."""
+    try:
+        return _serving().version(version)
+    except RegistryError:
+        return None
+
+
+def serving_threshold(version: str, trained_threshold: float) -> float:
+    """The admin's threshold for a version if one was set, else the one chosen in training."""
+    value = db.session.scalar(
+        select(ModelSetting.threshold).where(ModelSetting.model_version == version)
+    )
+    return trained_threshold if value is None else value
+
+
+def decision_threshold(model: LoadedModel) -> float:
+    """The version's serving threshold, re-read from the database at most once per
+    MODEL_CHECK_INTERVAL in each worker."""
+    now = time.monotonic()
+    cached = _thresholds.get(model.version)
+    if cached and cached[0] > now:
+        return cached[1]
+    value = serving_threshold(model.version, model.threshold)
+    _thresholds[model.version] = (now + current_app.config["MODEL_CHECK_INTERVAL"], value)
+    return value
+
+
+_thresholds: dict[str, tuple[float, float]] = {}
+
+
+def set_threshold(version: str, threshold: float, user: str) -> None:
+    """Set the serving threshold of a version; audited; every worker uses it within a second."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError("the threshold must be between 0 and 1")
+    setting = db.session.get(ModelSetting, version)
+    old = setting.threshold if setting else None
+    if setting is None:
+        setting = ModelSetting(model_version=version, threshold=threshold, updated_by=user)
+        db.session.add(setting)
+    setting.threshold, setting.updated_by = threshold, user
+    audit.record("threshold.changed", target=version, details={"from": old, "to": threshold})
+    db.session.commit()

@@ -1,0 +1,1 @@
+"""Training: training on the stored history, training runs and the trainer process."""

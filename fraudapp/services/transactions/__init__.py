@@ -1,0 +1,1 @@
+"""Transactions: the history (import, load), scoring, labels and the review queue."""
