@@ -1,12 +1,16 @@
-# fraudapp — `make run` serves the demo on http://127.0.0.1:8000, `make test` runs the whole suite.
+# fraudapp — `make run` serves the demo on http://127.0.0.1:8000, `make test` runs the whole suite
+# with branch coverage, `make test-fast` the tests without a browser or a `slow` mark.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app fraudapp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+# More pytest arguments, e.g. `make test-fast PYTEST_ARGS="-x -k config"`; `COVERAGE=` turns it off.
+PYTEST_ARGS ?=
+COVERAGE ?= --cov=fraudapp --cov-branch --cov-report=term
 
-.PHONY: run install test test-postgres lint format bench vendor clean
+.PHONY: run install test test-fast test-postgres lint format bench vendor clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,10 +31,15 @@ run: install
 	$(VENV)/bin/honcho start
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest $(COVERAGE) $(PYTEST_ARGS)
+
+# While developing: no browser tests, nothing marked slow (they still run in `make test`).
+test-fast: install
+	$(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
 
 test-postgres: install
-	FRAUDAPP_DATABASE_URL=$${FRAUDAPP_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} $(PY) -m pytest
+	FRAUDAPP_DATABASE_URL=$${FRAUDAPP_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
+	$(PY) -m pytest $(COVERAGE) $(PYTEST_ARGS)
 
 # ruff, then the import layers of pyproject.toml's [tool.importlinter] contracts.
 lint: install
@@ -56,4 +65,4 @@ vendor:
 	cp package/dist/chart.umd.min.js package/LICENSE.md $(CURDIR)/static/vendor/chartjs/
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage

@@ -48,17 +48,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def configure(app: Flask, test_config: dict | None) -> None:
-    """Defaults → instance/config.py → FRAUDAPP_* environment → test config."""
-    app.config.from_object(settings.Defaults)
-    app.config.from_pyfile("config.py", silent=True)
-    app.config.from_prefixed_env("FRAUDAPP")
-    if test_config:
-        app.config.update(test_config)
+    """Defaults → instance/config.py → FRAUDAPP_* environment → test config, parsed and checked."""
+    settings.load(app.config, app.instance_path, test_config)
     settings.resolve_paths(app.config, app.instance_path)
-    if app.config["ROLE"] not in settings.ROLES:
-        raise RuntimeError(
-            f"FRAUDAPP_ROLE is {app.config['ROLE']!r}; expected one of {', '.join(settings.ROLES)}"
-        )
     _require_secret_key(app)
 
 

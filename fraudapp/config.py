@@ -1,65 +1,213 @@
-"""Configuration: defaults here, then instance/config.py, then FRAUDAPP_* environment variables."""
+"""Configuration: defaults here, then instance/config.py, then FRAUDAPP_* environment variables,
+then a test's config — merged, then parsed and checked once, so a mistyped or unknown setting
+stops the start with a message naming it."""
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import os
+import types
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args
 
-ROLES = ("all", "web", "trainer")
+from flask import Config, Flask
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model
+
+PREFIX = "FRAUDAPP_"
+Role = Literal["all", "web", "trainer"]
+# FRAUDAPP_* variables read before or outside the app's config: create_app, gunicorn.conf.py,
+# fraudapp.ml.training.
+ENVIRONMENT_ONLY = frozenset({"INSTANCE_PATH", "BIND", "WORKERS", "TRAINING_THREADS"})
 
 
-class Defaults:
-    """Settings every deployment starts from."""
+class ConfigError(RuntimeError):
+    """The configuration has a setting of the wrong type, or one that does not exist."""
 
-    SECRET_KEY = None
-    DATABASE_URL = None  # default: SQLite file in the instance folder
-    MODEL_DIR = None  # default: instance/models
-    MODEL_CHECK_INTERVAL = 0.5  # seconds between checks of the CURRENT pointer
-    SQLALCHEMY_TRACK_MODIFICATIONS = False
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
-    MAX_BATCH = 1000
-    EXPLAIN_TOP = 4
-    WTF_CSRF_TIME_LIMIT = None
-    SESSION_COOKIE_HTTPONLY = True
-    SESSION_COOKIE_SAMESITE = "Lax"
-    SESSION_COOKIE_SECURE = False  # set FRAUDAPP_SESSION_COOKIE_SECURE=true behind HTTPS
-    REMEMBER_COOKIE_HTTPONLY = True
-    REMEMBER_COOKIE_SAMESITE = "Lax"
-    PERMANENT_SESSION_LIFETIME = 8 * 3600
-    CARD_PRECISION_K = 100
-    MONITOR_CARD_SCORE_FLOOR = 0.01  # customers scoring below this are left out of card precision
-    ALERT_WINDOW_DAYS = 14  # the rules below look at the last N days
-    ALERT_F1_BELOW = 0.5  # ... F1 below this, when at least ALERT_MIN_LABELS labels exist
-    ALERT_MIN_LABELS = 30
-    ALERT_PSI_ABOVE = 0.25  # ... any feature's or the score's PSI above this
-    ALERT_COVERAGE_BELOW = 0.05  # ... share of stored predictions with a label below this
-    DRIFT_MIN_SAMPLES = 100  # fewer recent predictions than this: no PSI
-    DRIFT_SAMPLE = 2000  # PSI from at most this many of the most recent predictions
-    ALERT_WEBHOOK_URLS: list[str] = []  # signed POSTs of new alerts
-    WEBHOOK_SECRET = None  # signs outgoing and verifies incoming webhooks
-    RETRAIN_TRAIN_DAYS = 28  # a retraining run trains on this many labelled days ...
-    RETRAIN_DELAY_DAYS = 7  # ... then skips the label delay ...
-    RETRAIN_VALIDATION_DAYS = 7  # ... and compares candidate and champion on the latest days
-    RETRAIN_EVERY_DAYS = None  # e.g. 7 for a weekly scheduled run (off by default)
-    RETRAIN_ON_ALERT = False  # queue a run when `flask monitor` raises an alert
-    PROMOTE_AP_MARGIN = 0.01  # promote when candidate AP >= champion AP - margin ...
-    PROMOTE_MIN_LABELS = 1000  # ... and the training window had at least this many labels
-    TRAINER_POLL_SECONDS = 5.0
-    TRAINER_HEARTBEAT_SECONDS = 5.0
-    TRAINER_STALE_SECONDS = 120.0  # a running run silent this long is marked failed
-    TRAINER_NICE = 10  # CPU priority the trainer lowers itself by
-    ROLE = "all"  # "web" (a prediction node), "trainer", or "all" (both, one deployment)
-    NODE_NAME = None  # this process's name on /admin/nodes (default: NODE_URL, else the host)
-    NODE_URL = None  # this node's base URL as the trainer reaches it, e.g. http://10.0.0.5:8000
-    NODE_SYNC_SECONDS = 10.0  # each worker checks the database's serving version this often
-    NODES: list[str] = []  # base URLs of prediction nodes told of model.published
-    ARTIFACT_BASE_URL = "http://127.0.0.1:8000"  # the trainer's base URL as nodes reach it
-    WEBHOOK_TIMEOUT_SECONDS = 5.0
-    ARTIFACT_TIMEOUT_SECONDS = 20.0  # a node's artifact download (under gunicorn's 30 s timeout)
-    WEBHOOK_MAX_ATTEMPTS = 8  # a delivery is retried with exponential back-off ...
-    WEBHOOK_BACKOFF_SECONDS = 2.0  # ... first after this, doubling each time (2, 4, ... 128 s)
-    DEMO_CUSTOMERS = 600
-    DEMO_TERMINALS = 1200
-    DEMO_DAYS = 90
+
+def _split_commas(value: Any) -> Any:
+    """A list given as text that is not JSON: comma-separated items."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+TextList = Annotated[list[str], BeforeValidator(_split_commas)]
+
+
+class Defaults(BaseModel):
+    """Settings every deployment starts from, with their types."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    SECRET_KEY: str | bytes | None = None
+    DATABASE_URL: str | None = None  # default: SQLite file in the instance folder
+    MODEL_DIR: str | None = None  # default: instance/models
+    MODEL_CHECK_INTERVAL: float = 0.5  # seconds between checks of the CURRENT pointer
+    SQLALCHEMY_TRACK_MODIFICATIONS: bool = False
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+    MAX_BATCH: int = 1000
+    EXPLAIN_TOP: int = 4
+    WTF_CSRF_TIME_LIMIT: int | None = None
+    SESSION_COOKIE_HTTPONLY: bool = True
+    SESSION_COOKIE_SAMESITE: str | None = "Lax"
+    SESSION_COOKIE_SECURE: bool = False  # set FRAUDAPP_SESSION_COOKIE_SECURE=true behind HTTPS
+    REMEMBER_COOKIE_HTTPONLY: bool = True
+    REMEMBER_COOKIE_SAMESITE: str | None = "Lax"
+    PERMANENT_SESSION_LIFETIME: int | dt.timedelta = 8 * 3600  # seconds
+    CARD_PRECISION_K: int = 100
+    MONITOR_CARD_SCORE_FLOOR: float = 0.01  # customers scoring below this: not in card precision
+    ALERT_WINDOW_DAYS: int = 14  # the rules below look at the last N days
+    ALERT_F1_BELOW: float = 0.5  # ... F1 below this, when at least ALERT_MIN_LABELS labels exist
+    ALERT_MIN_LABELS: int = 30
+    ALERT_PSI_ABOVE: float = 0.25  # ... any feature's or the score's PSI above this
+    ALERT_COVERAGE_BELOW: float = 0.05  # ... share of stored predictions with a label below this
+    DRIFT_MIN_SAMPLES: int = 100  # fewer recent predictions than this: no PSI
+    DRIFT_SAMPLE: int = 2000  # PSI from at most this many of the most recent predictions
+    ALERT_WEBHOOK_URLS: TextList = []  # signed POSTs of new alerts
+    WEBHOOK_SECRET: str | None = None  # signs outgoing and verifies incoming webhooks
+    RETRAIN_TRAIN_DAYS: int = 28  # a retraining run trains on this many labelled days ...
+    RETRAIN_DELAY_DAYS: int = 7  # ... then skips the label delay ...
+    RETRAIN_VALIDATION_DAYS: int = 7  # ... and compares candidate and champion on the latest days
+    RETRAIN_EVERY_DAYS: int | None = None  # e.g. 7 for a weekly scheduled run (off by default)
+    RETRAIN_ON_ALERT: bool = False  # queue a run when `flask monitor` raises an alert
+    PROMOTE_AP_MARGIN: float = 0.01  # promote when candidate AP >= champion AP - margin ...
+    PROMOTE_MIN_LABELS: int = 1000  # ... and the training window had at least this many labels
+    TRAINING_PARAMS: dict[str, Any] = {}  # LightGBM parameters over ml.training.DEFAULT_PARAMS
+    TRAINER_POLL_SECONDS: float = 5.0
+    TRAINER_HEARTBEAT_SECONDS: float = 5.0
+    TRAINER_STALE_SECONDS: float = 120.0  # a running run silent this long is marked failed
+    TRAINER_NICE: int = 10  # CPU priority the trainer lowers itself by
+    ROLE: Role = "all"  # "web" (a prediction node), "trainer", or "all" (both, one deployment)
+    NODE_NAME: str | None = None  # this process on /admin/nodes (default: NODE_URL, else the host)
+    NODE_URL: str | None = (
+        None  # this node's base URL as the trainer reaches it, http://10.0.0.5:8000
+    )
+    NODE_SYNC_SECONDS: float = 10.0  # each worker checks the database's serving version this often
+    NODES: TextList = []  # base URLs of prediction nodes told of model.published
+    ARTIFACT_BASE_URL: str = "http://127.0.0.1:8000"  # the trainer's base URL as nodes reach it
+    WEBHOOK_TIMEOUT_SECONDS: float = 5.0
+    ARTIFACT_TIMEOUT_SECONDS: float = 20.0  # a node's artifact download (under gunicorn's 30 s)
+    WEBHOOK_MAX_ATTEMPTS: int = 8  # a delivery is retried with exponential back-off ...
+    WEBHOOK_BACKOFF_SECONDS: float = 2.0  # ... first after this, doubling each time (2, 4, ...)
+    DEMO_CUSTOMERS: int = 600
+    DEMO_TERMINALS: int = 1200
+    DEMO_DAYS: int = 90
+
+
+# Settings of the extensions (Flask-SQLAlchemy, Flask-WTF, Flask-Login) a deployment or a test may
+# set besides the ones in Defaults. SQLALCHEMY_DATABASE_URI is not one: it comes from DATABASE_URL.
+EXTENSION_SETTINGS: dict[str, Any] = {
+    "SQLALCHEMY_ECHO": bool,
+    "SQLALCHEMY_RECORD_QUERIES": bool,
+    "SQLALCHEMY_BINDS": dict[str, Any],
+    "WTF_CSRF_ENABLED": bool,
+    "WTF_CSRF_CHECK_DEFAULT": bool,
+    "WTF_CSRF_SECRET_KEY": str | bytes,
+    "WTF_CSRF_METHODS": TextList,
+    "WTF_CSRF_FIELD_NAME": str,
+    "WTF_CSRF_HEADERS": TextList,
+    "WTF_CSRF_SSL_STRICT": bool,
+    "WTF_I18N_ENABLED": bool,
+    "REMEMBER_COOKIE_NAME": str,
+    "REMEMBER_COOKIE_DOMAIN": str | None,
+    "REMEMBER_COOKIE_PATH": str,
+    "REMEMBER_COOKIE_DURATION": int | dt.timedelta,
+    "REMEMBER_COOKIE_SECURE": bool,
+    "REMEMBER_COOKIE_REFRESH_EACH_REQUEST": bool,
+    "SESSION_PROTECTION": str | None,
+    "USE_SESSION_FOR_NEXT": bool,
+    "LOGIN_DISABLED": bool,
+}
+
+
+def _kind(default: Any) -> Any:
+    """The type of one of Flask's own settings, as its default says (Any where it is None)."""
+    return type(default) if isinstance(default, bool | int | str) else Any
+
+
+# Flask's own settings and the extensions': checked when set, left to their owners otherwise.
+Others = create_model(
+    "Others",
+    __config__=ConfigDict(extra="forbid"),
+    **{
+        name: (_kind(value), None)
+        for name, value in Flask.default_config.items()
+        if name not in Defaults.model_fields
+    },
+    **{name: (kind, None) for name, kind in EXTENSION_SETTINGS.items()},
+)
+KNOWN = frozenset(Defaults.model_fields) | frozenset(Others.model_fields)
+
+
+def load(config: Config, instance_path: str, test_config: Mapping | None = None) -> None:
+    """Defaults → instance/config.py → FRAUDAPP_* environment → test config, into `config`,
+    parsed to the settings' types; ConfigError naming every unknown or ill-typed setting."""
+    names = _merge(config, instance_path, test_config or {})
+    errors = [
+        f"{names[key]} is not a fraudapp setting{_did_you_mean(key)}"
+        for key in names
+        if key not in KNOWN
+    ]
+    errors += _parse(config, Defaults, list(Defaults.model_fields), names)
+    errors += _parse(config, Others, [key for key in names if key in Others.model_fields], names)
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
+def _merge(config: Config, instance_path: str, test_config: Mapping) -> dict[str, str]:
+    """The layers, each over the one before; the settings the deployment or test set, each
+    with the name that says where."""
+    config.update(Defaults().model_dump())
+    from_file = Config(instance_path)
+    from_file.from_pyfile("config.py", silent=True)
+    config.update(from_file)
+    environment = _environment_keys()
+    config.from_prefixed_env(PREFIX.rstrip("_"))
+    config.update(_verbatim_text(environment))
+    config.update(test_config)
+    names = {key: f"{PREFIX}{key} (from instance/config.py)" for key in from_file}
+    names |= {key: PREFIX + key for key in environment}
+    return names | {key: f"{PREFIX}{key} (from the test config)" for key in test_config}
+
+
+def _environment_keys() -> set[str]:
+    """The settings given as FRAUDAPP_* variables (FRAUDAPP_A__B sets key B of setting A)."""
+    keys = {name[len(PREFIX) :].split("__")[0] for name in os.environ if name.startswith(PREFIX)}
+    return keys - ENVIRONMENT_ONLY
+
+
+def _verbatim_text(keys: set[str]) -> dict:
+    """Text settings as written: Flask reads variables as JSON, which would make
+    FRAUDAPP_SECRET_KEY=1234 a number."""
+    return {
+        key: os.environ[PREFIX + key] for key in keys if PREFIX + key in os.environ and _text(key)
+    }
+
+
+def _text(key: str) -> bool:
+    """Whether a setting of Defaults takes text (str, or str or something else)."""
+    kind = Defaults.model_fields[key].annotation if key in Defaults.model_fields else None
+    return kind is str or (isinstance(kind, types.UnionType) and str in get_args(kind))
+
+
+def _parse(config: Config, model: type[BaseModel], keys, names: dict) -> list[str]:
+    """Parse `keys` of `config` with `model`, store the typed values; the errors, one a setting."""
+    try:
+        parsed = model.model_validate({key: config[key] for key in keys})
+    except ValidationError as exc:
+        messages = {}
+        for error in exc.errors():
+            key = error["loc"][0]
+            messages.setdefault(key, error["msg"][:1].lower() + error["msg"][1:])
+        return [f"{names.get(key, PREFIX + key)}: {message}" for key, message in messages.items()]
+    config.update(parsed.model_dump(exclude_unset=True))
+    return []
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, KNOWN, n=1)
+    return f" (did you mean {PREFIX}{close[0]}?)" if close else ""
 
 
 def resolve_paths(config: dict, instance_path: str) -> None:

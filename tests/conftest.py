@@ -25,6 +25,9 @@ HANDBOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "handbook"
 HANDBOOK_RAW = HANDBOOK / "transactions_raw_2018-04-01_to_2018-08-31.csv.gz"
 HANDBOOK_TRANSFORMED = HANDBOOK / "transactions_transformed_2018-04-01_to_2018-08-31.csv.gz"
 SIM_START = "2018-04-01"
+# Small, fast models for tests that need a model but do not measure its quality (those train
+# with fraudapp.ml.training.DEFAULT_PARAMS).
+FAST_TRAINING_PARAMS = {"num_boost_round": 60, "learning_rate": 0.1, "max_bin": 63}
 
 
 def handbook_file(path: Path) -> Path:
@@ -40,6 +43,13 @@ def instance_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("instance")
     os.environ["FRAUDAPP_INSTANCE_PATH"] = str(path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_training_thread() -> None:
+    """LightGBM on one thread: on a shared machine its threads spend their time waiting for each
+    other (FRAUDAPP_TRAINING_THREADS, also read by the commands tests run in subprocesses)."""
+    os.environ.setdefault("FRAUDAPP_TRAINING_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +90,7 @@ def _make_app(database_url: str, model_dir: Path):
             "MODEL_DIR": str(model_dir),
             "WTF_CSRF_ENABLED": False,
             "MODEL_CHECK_INTERVAL": 0.0,
+            "TRAINING_PARAMS": FAST_TRAINING_PARAMS,
         }
     )
 

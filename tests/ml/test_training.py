@@ -30,6 +30,7 @@ def test_split_matches_the_handbook_counts():
     assert (len(test), int(history.label[test].sum())) == (58_264, 385)
 
 
+@pytest.mark.slow  # DEFAULT_PARAMS: the one test of the production parameters without ../shared
 def test_protocol_learns_on_simulated_history(simulated_frame):
     history = _history(simulated_frame)
     result = run_protocol(history, Windows(dt.date(2018, 4, 20), 7, 7, 7))

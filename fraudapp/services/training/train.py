@@ -26,8 +26,10 @@ def latest_windows(train_days: int = 7, delay_days: int = 7, test_days: int = 7)
 
 
 def train(history, windows: Windows, params: dict | None = None) -> TrainingResult:
-    """Train on a history with the protocol."""
-    return run_protocol(history, windows, params)
+    """Train on a history with the protocol; `params`, then TRAINING_PARAMS, over the defaults."""
+    return run_protocol(
+        history, windows, {**current_app.config["TRAINING_PARAMS"], **(params or {})}
+    )
 
 
 def publish(result: TrainingResult, history) -> str:
