@@ -8,7 +8,8 @@ import pytest
 from fraudapp import create_app
 from fraudapp.config import ConfigError
 from fraudapp.ml.training import DEFAULT_PARAMS, Windows
-from fraudapp.services.training import registry, train_and_publish
+from fraudapp.services.serving import registry
+from fraudapp.services.training.train import train_and_publish
 
 
 def test_a_server_refuses_to_start_without_a_secret_key(monkeypatch, tmp_path):
