@@ -25,6 +25,12 @@ class Defaults:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
     PERMANENT_SESSION_LIFETIME = 8 * 3600
+    PROXY_COUNT: int = 0  # trusted reverse proxies in front of the app (they set X-Forwarded-*)
+    LOGIN_FREE_FAILURES: int = 5  # failed logins for one name from one address ...
+    LOGIN_ADDRESS_FREE_FAILURES: int = 20  # ... or from one address for any names, before back-off
+    LOGIN_BACKOFF_SECONDS: float = 2.0  # the first wait after those, doubling with each failure ...
+    LOGIN_BACKOFF_MAX_SECONDS: float = 900.0  # ... up to this
+    LOGIN_FAILURE_WINDOW_SECONDS: float = 3600.0  # failures older than this are forgotten
     CARD_PRECISION_K = 100
     MONITOR_CARD_SCORE_FLOOR = 0.01  # customers scoring below this are left out of card precision
     ALERT_WINDOW_DAYS = 14  # the rules below look at the last N days
