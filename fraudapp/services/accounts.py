@@ -163,15 +163,13 @@ def _last(action: str, since: dt.datetime, *conditions) -> tuple[int, dt.datetim
 
 
 def _backoff(failures: int, latest: dt.datetime | None, free: int, now: dt.datetime) -> float:
-    """Seconds left to wait after `failures`, the latest at `latest`, when `free` cost nothing."""
+    """Seconds left to wait after `failures`, the latest at `latest`, when `free` cost nothing:
+    the wait doubles with each failure beyond those, up to the cap."""
     if latest is None or failures < free:
         return 0.0
-    delay = backoff_delay(failures - free)
-    return max(0.0, (latest + dt.timedelta(seconds=delay) - now).total_seconds())
-
-
-def backoff_delay(extra_failures: int) -> float:
-    """The wait after `extra_failures` failures beyond the free ones: doubling, capped."""
     config = current_app.config
-    cap = config["LOGIN_BACKOFF_MAX_SECONDS"]
-    return min(cap, config["LOGIN_BACKOFF_SECONDS"] * 2 ** min(extra_failures, 60))
+    delay = min(
+        config["LOGIN_BACKOFF_MAX_SECONDS"],
+        config["LOGIN_BACKOFF_SECONDS"] * 2 ** min(failures - free, 60),
+    )
+    return max(0.0, (latest + dt.timedelta(seconds=delay) - now).total_seconds())

@@ -1,5 +1,6 @@
 """Accounts: login, roles, throttling, safe redirects, cookies."""
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -120,19 +121,27 @@ def test_audit_rows_keep_no_control_characters_or_oversized_names(app, users):
     assert event.ip == "192.0.2.10"
 
 
-def _proxied_app(app, count: int):
+@contextlib.contextmanager
+def _behind_proxies(app, count: int):
+    """The same app built with PROXY_COUNT `count`, in an app context of its own."""
     config = {k: app.config[k] for k in ("DATABASE_URL", "MODEL_DIR", "WTF_CSRF_ENABLED")}
-    return create_app({"TESTING": True, **config, "PROXY_COUNT": count})
+    proxied = create_app({"TESTING": True, **config, "PROXY_COUNT": count})
+    with proxied.app_context():
+        yield proxied
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.mark.parametrize(("count", "seen"), [(1, "203.0.113.9"), (0, "127.0.0.1")])
 def test_client_address_behind_a_proxy(app, users, count, seen):
-    proxied = _proxied_app(app, count)
-    client = proxied.test_client()
-    headers = {"X-Forwarded-For": "203.0.113.9"}
-    with proxied.app_context():
+    with _behind_proxies(app, count) as proxied:
+        client = proxied.test_client()
         for _ in range(app.config["LOGIN_FREE_FAILURES"]):
-            client.post("/login", data={"username": "admin", "password": "x" * 9}, headers=headers)
+            client.post(
+                "/login",
+                data={"username": "admin", "password": "x" * 9},
+                headers={"X-Forwarded-For": "203.0.113.9"},
+            )
         ips = db.session.scalars(
             select(AuditEvent.ip).where(AuditEvent.action == "login.failed")
         ).all()
@@ -141,23 +150,20 @@ def test_client_address_behind_a_proxy(app, users, count, seen):
             data={"username": "admin", "password": "password-123"},
             headers={"X-Forwarded-For": "192.0.2.10"},
         )
-        db.engine.dispose()
     assert set(ips) == {seen}
     # Behind the proxy another client address is another client; without one it is the same.
     assert elsewhere.status_code == (302 if count else 429)
 
 
 def test_a_forged_forwarded_address_is_stored_clean(app, users):
-    proxied = _proxied_app(app, 1)
     forged = "=HYPERLINK(" + "9" * 100
-    with proxied.app_context():
+    with _behind_proxies(app, 1) as proxied:
         response = proxied.test_client().post(
             "/login",
             data={"username": "admin", "password": "x" * 9},
             headers={"X-Forwarded-For": forged},
         )
         ip = db.session.scalar(select(AuditEvent.ip).where(AuditEvent.action == "login.failed"))
-        db.engine.dispose()
     assert response.status_code == 200 and ip == forged[:45]
 
 
