@@ -8,6 +8,7 @@ import secrets
 import click
 from flask import Flask
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
 from . import telemetry
@@ -37,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         static_folder=os.path.join(ROOT, "static"),
     )
     configure(app, test_config)
+    register_proxies(app)
     register_extensions(app)
     register_model(app)
     register_blueprints(app)
@@ -64,6 +66,14 @@ def _require_secret_key(app: Flask) -> None:
             "in the environment or instance/config.py)"
         )
     app.config["SECRET_KEY"] = secrets.token_hex(32)
+
+
+def register_proxies(app: Flask) -> None:
+    """Behind PROXY_COUNT reverse proxies, take the client's address, scheme and host from the
+    X-Forwarded-* headers they set (never from a client's own headers when PROXY_COUNT is 0)."""
+    count = int(app.config["PROXY_COUNT"])
+    if count > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
 
 def register_extensions(app: Flask) -> None:

@@ -197,6 +197,18 @@ def create_user_command(name: str, role: str, password: str) -> None:
     click.echo(f"created {role} {name}")
 
 
+@click.command("set-password")
+@click.argument("name")
+@click.password_option(help="The new password (asked for when not given; at least 8 characters).")
+def set_password_command(name: str, password: str) -> None:
+    """Give a user a new password; the user's open sessions end."""
+    try:
+        accounts.set_password(name, password)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"password of {name} changed; their open sessions have ended")
+
+
 @click.command("monitor")
 @click.option(
     "--as-of",
@@ -267,6 +279,7 @@ def register_commands(app: Flask) -> None:
         models_group,
         create_api_token_command,
         create_user_command,
+        set_password_command,
         monitor_command,
         retrain_command,
         trainer_command,

@@ -55,6 +55,12 @@ class Defaults(BaseModel):
     REMEMBER_COOKIE_HTTPONLY: bool = True
     REMEMBER_COOKIE_SAMESITE: str | None = "Lax"
     PERMANENT_SESSION_LIFETIME: int | dt.timedelta = 8 * 3600  # seconds
+    PROXY_COUNT: int = 0  # trusted reverse proxies in front of the app (they set X-Forwarded-*)
+    LOGIN_FREE_FAILURES: int = 5  # failed logins for one name from one address ...
+    LOGIN_ADDRESS_FREE_FAILURES: int = 20  # ... or from one address for any names, before back-off
+    LOGIN_BACKOFF_SECONDS: float = 2.0  # the first wait after those, doubling with each failure ...
+    LOGIN_BACKOFF_MAX_SECONDS: float = 900.0  # ... up to this
+    LOGIN_FAILURE_WINDOW_SECONDS: float = 3600.0  # failures older than this are forgotten
     CARD_PRECISION_K: int = 100
     MONITOR_CARD_SCORE_FLOOR: float = 0.01  # customers scoring below this: not in card precision
     ALERT_WINDOW_DAYS: int = 14  # the rules below look at the last N days

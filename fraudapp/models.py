@@ -4,6 +4,7 @@ runs and model distribution; the column types and the dialect-aware insert they 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -176,14 +177,24 @@ class User(UserMixin, db.Model):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Part of every session's user id: a new value (logout, password change) ends old sessions.
+    session_token: Mapped[str] = mapped_column(String(32), default=lambda: secrets.token_hex(16))
 
     @property
     def is_active(self) -> bool:  # Flask-Login
         return self.active
 
+    def get_id(self) -> str:  # Flask-Login: what the session cookie holds
+        return f"{self.id}:{self.session_token}"
+
+    def end_sessions(self) -> None:
+        """Invalidate every session opened so far (they carry the old session token)."""
+        self.session_token = secrets.token_hex(16)
+
     def set_password(self, password: str) -> None:
-        """Store a salted hash of the password."""
+        """Store a salted hash of the password; sessions opened with the old one end."""
         self.password_hash = generate_password_hash(password)
+        self.end_sessions()
 
     def check_password(self, password: str) -> bool:
         """Whether the password matches the stored hash."""
@@ -209,6 +220,10 @@ class AuditEvent(db.Model):
     target: Mapped[str | None] = mapped_column(String(120))
     details: Mapped[dict | None] = mapped_column(JSON)
     ip: Mapped[str | None] = mapped_column(String(45))
+
+    __table_args__ = (  # login throttling counts recent failures per address (and name)
+        Index("ix_audit_events_action_ip_time", "action", "ip", "created_at"),
+    )
 
     def __repr__(self) -> str:
         return f"<AuditEvent {self.action} by {self.actor}>"

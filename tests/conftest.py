@@ -169,11 +169,12 @@ def users(app) -> dict:
     }
 
 
-def login(client, username: str, password: str = "password-123", next_url: str = ""):
-    """Log a test client in."""
+def login(client, username: str, password: str = "password-123", next_url: str = "", ip: str = ""):
+    """Log a test client in (from address `ip` when given)."""
     return client.post(
         f"/login?next={next_url}" if next_url else "/login",
         data={"username": username, "password": password},
+        environ_base={"REMOTE_ADDR": ip} if ip else {},
     )
 
 

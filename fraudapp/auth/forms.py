@@ -2,12 +2,24 @@
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from ..services.accounts import has_control_characters
+
+
+def no_control_characters(_form, field) -> None:
+    """Refuse NUL, CR, LF and other control characters: no user name or password holds one."""
+    if field.data and has_control_characters(field.data):
+        raise ValidationError("Control characters are not allowed.")
 
 
 class LoginForm(FlaskForm):
     """User name and password."""
 
-    username = StringField("User name", validators=[DataRequired(), Length(max=80)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    username = StringField(
+        "User name", validators=[DataRequired(), Length(max=80), no_control_characters]
+    )
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(max=200), no_control_characters]
+    )
     submit = SubmitField("Log in")

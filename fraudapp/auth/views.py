@@ -7,28 +7,28 @@ from urllib.parse import urlsplit
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
-from ..extensions import db, login_manager
+from ..extensions import login_manager
 from ..models import User
-from ..services import accounts, audit
+from ..services import accounts
 from . import bp
 from .forms import LoginForm
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    """The logged-in user of a session."""
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user and user.active else None
+def load_user(session_id: str) -> User | None:
+    """The logged-in user of a session, while the session is still current."""
+    return accounts.load_session_user(session_id)
 
 
 def safe_next(target: str | None) -> str:
-    """`target` when it is a path on this site, else the review queue."""
+    """`target` when it is a clean path on this site, else the review queue."""
     if (
         target
         and target.startswith("/")
         and not target.startswith("//")
         and not urlsplit(target).netloc
         and "\\" not in target
+        and all(c.isprintable() and not c.isspace() for c in target)
     ):
         return target
     return url_for("feedback.review_queue")
@@ -47,7 +47,8 @@ def login():
             )
         except accounts.LoginThrottled as exc:
             flash(f"Login refused: {exc}.", "error")
-            return render_template("auth/login.html", form=form), 429
+            headers = {"Retry-After": str(exc.retry_after)}
+            return render_template("auth/login.html", form=form), 429, headers
         if user is not None:
             login_user(user)
             return redirect(safe_next(request.args.get("next")))
@@ -59,8 +60,7 @@ def login():
 def logout():
     """Log out (POST, so a link elsewhere cannot log you out)."""
     if current_user.is_authenticated:
-        audit.record("logout")
-        db.session.commit()
+        accounts.logout(current_user._get_current_object())
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("predict.index"))

@@ -1,18 +1,24 @@
-"""User accounts: creation, password login with throttling of repeated failures."""
+"""User accounts: creation, password changes, password login with throttling of repeated failures.
+
+Failed logins are counted per client address and per (name, address) pair, never per name alone:
+an attacker elsewhere cannot lock a user out. Past a few free failures each further one doubles the
+wait (capped). Unknown names cost the same password hash check as known ones.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import math
 import secrets
 
-from sqlalchemy import func, or_, select
+from flask import current_app
+from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, AuditEvent, User, utcnow
 from . import audit
-
-MAX_FAILURES = 5
-FAILURE_WINDOW = dt.timedelta(minutes=15)
 
 
 class AccountError(Exception):
@@ -20,7 +26,11 @@ class AccountError(Exception):
 
 
 class LoginThrottled(Exception):
-    """Too many failed logins for this name or address recently."""
+    """Too many failed logins from this address (for this name) recently; retry later."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed logins; try again in {retry_after} seconds")
+        self.retry_after = retry_after
 
 
 def create_user(username: str, role: str, password: str) -> User:
@@ -28,10 +38,11 @@ def create_user(username: str, role: str, password: str) -> User:
     username = username.strip()
     if not username or len(username) > 80:
         raise AccountError("the user name must be 1-80 characters")
+    if has_control_characters(username):
+        raise AccountError("the user name must not contain control characters")
     if role not in ROLES:
         raise AccountError(f"the role must be one of {', '.join(ROLES)}")
-    if len(password) < 8:
-        raise AccountError("the password must have at least 8 characters")
+    _check_password(password)
     if db.session.scalar(select(User.id).where(User.username == username)):
         raise AccountError(f"a user named {username!r} exists already")
     user = User(username=username, role=role)
@@ -51,33 +62,114 @@ def ensure_demo_admin() -> str | None:
     return password
 
 
-def authenticate(username: str, password: str, ip: str | None) -> User | None:
-    """The user when name and password match; failures are recorded and throttled."""
-    if _recent_failures(username, ip) >= MAX_FAILURES:
-        raise LoginThrottled(f"too many failed logins; try again in {_minutes()} minutes")
+def set_password(username: str, password: str) -> User:
+    """Give a user a new password; every session opened before ends."""
     user = db.session.scalar(select(User).where(User.username == username))
-    if user is None or not user.active or not user.check_password(password):
-        audit.record("login.failed", target=username[:120], actor=username[:120] or "anonymous")
-        db.session.commit()
-        return None
-    audit.record("login", target=username, actor=username)
+    if user is None:
+        raise AccountError(f"no user named {username!r}")
+    _check_password(password)
+    user.set_password(password)
+    audit.record("user.password_changed", target=username, actor="cli")
     db.session.commit()
     return user
 
 
-def _recent_failures(username: str, ip: str | None) -> int:
-    since = utcnow() - FAILURE_WINDOW
-    who = (
-        or_(AuditEvent.target == username, AuditEvent.ip == ip)
-        if ip
-        else (AuditEvent.target == username)
-    )
-    return db.session.scalar(
-        select(func.count())
-        .select_from(AuditEvent)
-        .where(AuditEvent.action == "login.failed", AuditEvent.created_at > since, who)
+def logout(user: User) -> None:
+    """End every session of `user` (a copied session cookie stops working too)."""
+    user.end_sessions()
+    audit.record("logout", target=user.username, actor=user.username)
+    db.session.commit()
+
+
+def load_session_user(session_id: str) -> User | None:
+    """The active user whose session id ("<user id>:<session token>") is still current."""
+    user_id, _, token = session_id.partition(":")
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 12 else None
+    if (
+        user is None
+        or not user.active
+        or not secrets.compare_digest(user.session_token.encode(), token.encode())
+    ):
+        return None
+    return user
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether `text` holds a control character (NUL, CR, LF, ...) or an invisible one."""
+    return any(audit.is_control(c) for c in text)
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 8:
+        raise AccountError("the password must have at least 8 characters")
+    if has_control_characters(password):
+        raise AccountError("the password must not contain control characters")
+
+
+def authenticate(username: str, password: str, ip: str | None) -> User | None:
+    """The user when name and password match; failures are recorded and throttled."""
+    name, ip = audit.clean(username, 120) or "", audit.clean(ip, 45)
+    wait = _throttle_wait(name, ip)
+    if wait > 0:
+        raise LoginThrottled(math.ceil(wait))
+    user = None
+    if name == username:  # a name with control characters matches no user (and no SQL sees it)
+        user = db.session.scalar(select(User).where(User.username == username))
+    # Unknown names check a dummy hash: the answer takes as long as for a known name.
+    matches = check_password_hash(user.password_hash if user else _dummy_hash(), password)
+    if user is None or not user.active or not matches:
+        audit.record("login.failed", target=name, actor=name or "anonymous", ip=ip)
+        db.session.commit()
+        return None
+    audit.record("login", target=name, actor=name, ip=ip)
+    db.session.commit()
+    return user
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def _throttle_wait(name: str, ip: str | None) -> float:
+    """Seconds this address must wait before trying `name` again (0: go ahead).
+
+    The pair's count restarts at its last successful login; the address's does not (an attacker's
+    own account must not wipe the address's record).
+    """
+    config = current_app.config
+    now = utcnow()
+    since = now - dt.timedelta(seconds=config["LOGIN_FAILURE_WINDOW_SECONDS"])
+    same_ip = AuditEvent.ip == ip if ip is not None else AuditEvent.ip.is_(None)
+    last_success = _last("login", since, same_ip, AuditEvent.target == name)[1]
+    pair = _last("login.failed", last_success or since, same_ip, AuditEvent.target == name)
+    address = _last("login.failed", since, same_ip)
+    return max(
+        _backoff(*pair, config["LOGIN_FREE_FAILURES"], now),
+        _backoff(*address, config["LOGIN_ADDRESS_FREE_FAILURES"], now),
     )
 
 
-def _minutes() -> int:
-    return int(FAILURE_WINDOW.total_seconds() // 60)
+def _last(action: str, since: dt.datetime, *conditions) -> tuple[int, dt.datetime | None]:
+    """How many `action` events match since `since`, and when the latest happened."""
+    count, latest = db.session.execute(
+        select(func.count(), func.max(AuditEvent.created_at)).where(
+            AuditEvent.action == action, AuditEvent.created_at > since, *conditions
+        )
+    ).one()
+    if latest is not None and latest.tzinfo is None:  # SQLite: naive UTC
+        latest = latest.replace(tzinfo=dt.UTC)
+    return count, latest
+
+
+def _backoff(failures: int, latest: dt.datetime | None, free: int, now: dt.datetime) -> float:
+    """Seconds left to wait after `failures`, the latest at `latest`, when `free` cost nothing:
+    the wait doubles with each failure beyond those, up to the cap."""
+    if latest is None or failures < free:
+        return 0.0
+    config = current_app.config
+    delay = min(
+        config["LOGIN_BACKOFF_MAX_SECONDS"],
+        config["LOGIN_BACKOFF_SECONDS"] * 2 ** min(failures - free, 60),
+    )
+    return max(0.0, (latest + dt.timedelta(seconds=delay) - now).total_seconds())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from flask import has_request_context, request
 from flask_login import current_user
 from sqlalchemy import func, select
@@ -18,18 +20,40 @@ def current_actor() -> str:
 
 
 def record(
-    action: str, target: str | None = None, details: dict | None = None, actor: str | None = None
+    action: str,
+    target: str | None = None,
+    details: dict | None = None,
+    actor: str | None = None,
+    ip: str | None = None,
 ) -> AuditEvent:
-    """Add an audit event to the session (committed with the caller's unit of work)."""
+    """Add an audit event to the session (committed with the caller's unit of work); `ip`
+    defaults to the client's address."""
     event = AuditEvent(
-        actor=actor or current_actor(),
+        actor=clean(actor or current_actor(), 120) or "anonymous",
         action=action,
-        target=target,
+        target=clean(target, 120),
         details=details,
-        ip=request.remote_addr if has_request_context() else None,
+        ip=clean(ip, 45) if ip is not None else client_ip(),
     )
     db.session.add(event)
     return event
+
+
+def client_ip() -> str | None:
+    """The client's address as the audit log stores it (behind trusted proxies: the real one)."""
+    return clean(request.remote_addr, 45) if has_request_context() else None
+
+
+def clean(value: str | None, limit: int) -> str | None:
+    """`value` without control characters (NUL, CR, LF, ...) and cut to `limit` characters."""
+    if value is None:
+        return None
+    return "".join(c for c in value if not is_control(c))[:limit]
+
+
+def is_control(char: str) -> bool:
+    """Control, invisible formatting or lone surrogate: never part of a name a log should keep."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Cs")
 
 
 def search(

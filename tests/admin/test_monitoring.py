@@ -1,6 +1,8 @@
 """Monitoring: figures from labels, drift, alerts, snapshots, thresholds, admin pages."""
 
+import csv
 import datetime as dt
+import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -211,6 +213,16 @@ def test_audit_log_lists_and_filters(client, users):
     assert "login.failed" in page and "1 event(s)" in page
     today = dt.date.today()
     assert "login" in client.get(f"/admin/audit?since={today}&actor=admin").text
+
+
+def test_csv_exports_escape_cells_a_spreadsheet_would_run(client, users):
+    for name in ('=HYPERLINK("https://evil.example","x")', "+1+2", "-3", "@SUM(A1)"):
+        login(client, name, "wrong-password")
+    login(client, "admin")
+    rows = list(csv.DictReader(io.StringIO(client.get("/admin/export/audit.csv").text)))
+    targets = {row["target"] for row in rows if row["action"] == "login.failed"}
+    assert targets == {'\'=HYPERLINK("https://evil.example","x")', "'+1+2", "'-3", "'@SUM(A1)"}
+    assert {row["target"] for row in rows if row["action"] == "login"} == {"admin"}
 
 
 def test_aggregates_follow_labels_and_deletions(scored_history, client, auth):
