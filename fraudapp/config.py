@@ -57,6 +57,14 @@ class Defaults:
     ARTIFACT_TIMEOUT_SECONDS = 20.0  # a node's artifact download (under gunicorn's 30 s timeout)
     WEBHOOK_MAX_ATTEMPTS = 8  # a delivery is retried with exponential back-off ...
     WEBHOOK_BACKOFF_SECONDS = 2.0  # ... first after this, doubling each time (2, 4, ... 128 s)
+    MAX_CONTENT_LENGTH = 2 * 1024 * 1024  # bytes of a request body; larger ones get 413
+    JSON_MAX_DEPTH = 32  # API and webhook bodies nested deeper are refused with 400
+    API_RATE_LIMIT = "6000/minute"  # API requests per token (Flask-Limiter notation)
+    API_ADDRESS_RATE_LIMIT = "60/minute"  # API requests without a valid token, per client address
+    RATELIMIT_STORAGE_URI = "memory://"  # e.g. redis://127.0.0.1:6379/0 to share across workers
+    RATELIMIT_KEY_PREFIX = "fraudapp"  # keys in a shared storage start with this
+    RATELIMIT_HEADERS_ENABLED = True  # X-RateLimit-* headers, and Retry-After on 429
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True  # storage unreachable: count in memory meanwhile
     DEMO_CUSTOMERS = 600
     DEMO_TERMINALS = 1200
     DEMO_DAYS = 90

@@ -27,6 +27,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import jsonbody
 from ..extensions import db
 from ..ml.metrics import finite
 from ..ml.registry import VERSION_RE, Registry, RegistryError, previous_of, verified_booster
@@ -461,9 +462,9 @@ def receive(header: str | None, body: bytes, sender: str | None = None) -> tuple
 
 def _parse(body: bytes) -> tuple[dict, dict]:
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return {}, {"body": ["not JSON"]}
+        payload = jsonbody.loads(body, current_app.config["JSON_MAX_DEPTH"])
+    except jsonbody.NotJSON as exc:
+        return {}, {"body": [str(exc)]}
     if not isinstance(payload, dict):
         return {}, {"body": ["expected a JSON object"]}
     errors = {}
