@@ -46,7 +46,8 @@ def register(app: Flask) -> None:
         session_cookie_samesite=app.config["SESSION_COOKIE_SAMESITE"],
         x_xss_protection=False,  # obsolete; the CSP is the protection
     )
-    app.before_request(refuse_large_body)
+    # first of all, before CSRF or the rate limits read the body or the database
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_large_body)
 
 
 def refuse_large_body() -> None:

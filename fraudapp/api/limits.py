@@ -15,13 +15,17 @@ from ..extensions import limiter
 from ..models import ApiToken
 from ..services import tokens
 
+_ENVIRON_KEY = "fraudapp.api_token"
+
 
 def request_token() -> ApiToken | None:
-    """The owner of the request's bearer token, or None (looked up once per request)."""
-    if "api_token_checked" not in g:
+    """The owner of the request's bearer token, or None; looked up once per request (kept in the
+    request's environ) and set as `g.api_token` for the views."""
+    if _ENVIRON_KEY not in request.environ:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        g.api_token_checked = True
-        g.api_token = tokens.verify_token(token.strip()) if scheme.lower() == "bearer" else None
+        owner = tokens.verify_token(token.strip()) if scheme.lower() == "bearer" else None
+        request.environ[_ENVIRON_KEY] = owner
+    g.api_token = request.environ[_ENVIRON_KEY]
     return g.api_token
 
 
@@ -34,16 +38,16 @@ def _address_key() -> str:
 
 
 def apply(bp: Blueprint) -> None:
-    """Put the two limits on every route of the API blueprint."""
-    limiter.limit(
+    """Put the two limits on the API blueprint, each shared by all of its routes."""
+    limiter.shared_limit(
         lambda: current_app.config["API_RATE_LIMIT"],
+        "api-token",
         key_func=_token_key,
         exempt_when=lambda: request_token() is None,
-        scope="api-token",
     )(bp)
-    limiter.limit(
+    limiter.shared_limit(
         lambda: current_app.config["API_ADDRESS_RATE_LIMIT"],
+        "api-address",
         key_func=_address_key,
         exempt_when=lambda: request_token() is not None,
-        scope="api-address",
     )(bp)
