@@ -23,9 +23,15 @@ document.addEventListener("securitypolicyviolation", e => {
 
 
 def _watch(page) -> list[str]:
-    """Console errors and page errors of the page, as they come."""
+    """Console errors (other than a missing resource, such as /favicon.ico) and script errors of
+    the page, as they come."""
     problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+
+    def console(message) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            problems.append(message.text)
+
+    page.on("console", console)
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.add_init_script(RECORD_VIOLATIONS)
     return problems
