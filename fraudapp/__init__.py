@@ -17,7 +17,7 @@ from .api import bp as api_bp
 from .auth import bp as auth_bp
 from .cli import register_commands
 from .errors import register_errorhandlers
-from .extensions import csrf, db, login_manager, migrate
+from .extensions import csrf, db, limiter, login_manager, migrate
 from .feedback import bp as feedback_bp
 from .health import bp as health_bp
 from .hooks import artifacts, hooks
@@ -40,6 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     configure(app, test_config)
     register_proxies(app)
     register_extensions(app)
+    register_security(app)
     register_model(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -77,12 +78,13 @@ def register_proxies(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    """Database, migrations and CSRF."""
+    """Database, migrations, CSRF, logins and rate limits."""
     os.makedirs(app.instance_path, exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
+    limiter.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -101,6 +103,13 @@ def _sqlite_pragmas(connection, _record) -> None:
     ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def register_security(app: Flask) -> None:
+    """Security headers and the request body limit."""
+    from .security import register
+
+    register(app)
 
 
 def register_model(app: Flask) -> None:

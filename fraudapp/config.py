@@ -96,6 +96,14 @@ class Defaults(BaseModel):
     ARTIFACT_TIMEOUT_SECONDS: float = 20.0  # a node's artifact download (under gunicorn's 30 s)
     WEBHOOK_MAX_ATTEMPTS: int = 8  # a delivery is retried with exponential back-off ...
     WEBHOOK_BACKOFF_SECONDS: float = 2.0  # ... first after this, doubling each time (2, 4, ...)
+    MAX_CONTENT_LENGTH: int | None = 2 * 1024 * 1024  # bytes of a request body; larger ones get 413
+    JSON_MAX_DEPTH: int = 32  # API and webhook bodies nested deeper are refused with 400
+    API_RATE_LIMIT: str = "6000/minute"  # API requests per token (Flask-Limiter notation)
+    API_ADDRESS_RATE_LIMIT: str = "60/minute"  # API requests with no valid token, per address
+    RATELIMIT_STORAGE_URI: str = "memory://"  # redis://127.0.0.1:6379/0: shared by workers
+    RATELIMIT_KEY_PREFIX: str = "fraudapp"  # keys in a shared storage start with this
+    RATELIMIT_HEADERS_ENABLED: bool = True  # X-RateLimit-* headers, and Retry-After on 429
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED: bool = True  # storage down: count in memory
     DEMO_CUSTOMERS: int = 600
     DEMO_TERMINALS: int = 1200
     DEMO_DAYS: int = 90

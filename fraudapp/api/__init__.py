@@ -2,6 +2,9 @@
 
 from flask import Blueprint
 
+from .limits import apply as apply_limits
+
 bp = Blueprint("api", __name__)
+apply_limits(bp)
 
 from . import views  # noqa: E402,F401  (routes attach to bp)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import g, jsonify, request
+from flask import current_app, g, jsonify, request
 
-from ..services import serving, tokens
+from .. import jsonbody
+from ..services import serving
 from ..services.transactions import labels, scoring
 from . import bp
+from .limits import request_token
 from .schemas import BadRequest, BatchBody, FeedbackBody, TransactionBody, parse
 
 
@@ -17,15 +19,12 @@ def token_required(view):
 
     @wraps(view)
     def wrapped(*args, **kwargs):
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        owner = tokens.verify_token(token.strip()) if scheme.lower() == "bearer" else None
-        if owner is None:
+        if request_token() is None:
             response = jsonify(
                 {"error": "Unauthorized", "message": "a valid bearer token is required"}
             )
             response.headers["WWW-Authenticate"] = 'Bearer realm="fraudapp"'
             return response, 401
-        g.api_token = owner
         return view(*args, **kwargs)
 
     return wrapped
@@ -51,11 +50,19 @@ def duplicate(error: scoring.DuplicateTransaction):
     ), 400
 
 
+def _json_body():
+    """The request body parsed as JSON (nesting limited), or BadRequest naming the body."""
+    try:
+        return jsonbody.loads(request.get_data(), current_app.config["JSON_MAX_DEPTH"])
+    except jsonbody.NotJSON as exc:
+        raise BadRequest({"body": [str(exc)]}) from None
+
+
 @bp.post("/predictions")
 @token_required
 def create_predictions():
     """Score `{transaction}` or `{"transactions": [...]}`; `?explain=true` adds the reasons."""
-    body = request.get_json(force=True, silent=True)
+    body = _json_body()
     explain = request.args.get("explain", "").lower() in ("1", "true", "yes")
     if isinstance(body, dict) and "transactions" in body:
         batch = parse(BatchBody, body)
@@ -69,7 +76,7 @@ def create_predictions():
 @token_required
 def prediction_feedback(prediction_id: int):
     """`{"correct": bool}` or `{"label": "fraud"|"genuine"}` on a stored prediction."""
-    body = parse(FeedbackBody, request.get_json(force=True, silent=True))
+    body = parse(FeedbackBody, _json_body())
     try:
         label = labels.give_feedback(
             prediction_id, f"api:{g.api_token.name}", body.correct, body.label

@@ -22,7 +22,7 @@ import re
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
@@ -41,11 +41,16 @@ class RegistryError(Exception):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified booster with its metadata, ready to score."""
+    """A verified booster with its metadata, ready to score.
+
+    The threads of a worker share it; its booster answers one call at a time (LightGBM sets up
+    shared tree state for each prediction call, and contributions recompute tree depths).
+    """
 
     version: str
     booster: lgb.Booster
     meta: dict
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def threshold(self) -> float:
@@ -54,15 +59,18 @@ class LoadedModel:
 
     def score(self, row: np.ndarray) -> float:
         """The fraud probability of one feature vector (one thread, numpy in)."""
-        return float(self.booster.predict(row.reshape(1, -1), num_threads=1)[0])
+        with self._lock:
+            return float(self.booster.predict(row.reshape(1, -1), num_threads=1)[0])
 
     def score_many(self, rows: np.ndarray) -> np.ndarray:
         """Fraud probabilities of a feature matrix."""
-        return self.booster.predict(rows, num_threads=1)
+        with self._lock:
+            return self.booster.predict(rows, num_threads=1)
 
     def contributions(self, row: np.ndarray) -> np.ndarray:
         """Per-feature contributions (log-odds) to one row's score, bias last."""
-        return self.booster.predict(row.reshape(1, -1), pred_contrib=True, num_threads=1)[0]
+        with self._lock:
+            return self.booster.predict(row.reshape(1, -1), pred_contrib=True, num_threads=1)[0]
 
 
 def sha256_of(path: Path) -> str:

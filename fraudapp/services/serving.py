@@ -67,6 +67,8 @@ def decision_threshold(model: LoadedModel) -> float:
     return value
 
 
+# Shared by a worker's threads: a get and a set of a whole entry are atomic, and two threads that
+# refresh the same entry at once only both read the database.
 _thresholds: dict[str, tuple[float, float]] = {}
 
 

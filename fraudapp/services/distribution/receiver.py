@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 
 from flask import current_app
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from ... import signing
+from ... import jsonbody, signing
 from ...extensions import db
 from ...ml.registry import VERSION_RE, RegistryError
 from ...models import WebhookNonce, utcnow
@@ -60,9 +59,9 @@ def receive(header: str | None, body: bytes, sender: str | None = None) -> tuple
 
 def _parse(body: bytes) -> tuple[dict, dict]:
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return {}, {"body": ["not JSON"]}
+        payload = jsonbody.loads(body, current_app.config["JSON_MAX_DEPTH"])
+    except jsonbody.NotJSON as exc:
+        return {}, {"body": [str(exc)]}
     if not isinstance(payload, dict):
         return {}, {"body": ["expected a JSON object"]}
     errors = {}

@@ -1,0 +1,68 @@
+"""HTTP hardening for every response and request: security headers and the body size limit.
+
+Headers come from Flask-Talisman: a Content-Security-Policy that allows scripts, styles, images
+and fetches from this site only (no inline script or style; the pages keep their data in
+`<script type="application/json">` islands and their behaviour in static/*.js), no framing
+(frame-ancestors 'none' and X-Frame-Options DENY), nosniff, a strict-origin referrer, and HSTS
+only when the session cookie is marked secure (the site is then served over HTTPS). There is no
+redirect to HTTPS: `make run` serves plain http://127.0.0.1:8000, and behind a proxy TLS ends
+there. Talisman keeps its settings on the instance, so each app gets its own.
+
+The API's rate limits live with the API (api/limits.py).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, request
+from flask_talisman import Talisman
+from werkzeug.exceptions import RequestEntityTooLarge
+
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": ["'self'", "data:"],  # Bootstrap draws form controls with data: SVG images
+    "font-src": "'self'",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+
+
+def register(app: Flask) -> None:
+    """Security headers on every response; bodies over MAX_CONTENT_LENGTH refused up front."""
+    secure = bool(app.config["SESSION_COOKIE_SECURE"])
+    app.extensions["fraudapp.talisman"] = Talisman(
+        app,
+        force_https=False,
+        strict_transport_security=secure,
+        content_security_policy=CONTENT_SECURITY_POLICY,
+        frame_options="DENY",
+        referrer_policy="strict-origin-when-cross-origin",
+        session_cookie_secure=secure,
+        session_cookie_http_only=True,
+        session_cookie_samesite=app.config["SESSION_COOKIE_SAMESITE"],
+        x_xss_protection=False,  # obsolete; the CSP is the protection
+    )
+    # first of all, before CSRF or the rate limits read the body or the database
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_large_body)
+
+
+def refuse_large_body() -> None:
+    """413 before anything parses a body over MAX_CONTENT_LENGTH.
+
+    A declared Content-Length over the limit is refused unread. A chunked body has no length:
+    it is read here up to the limit (and kept for the view); werkzeug stops at the limit without
+    an error, so a body that reaches it is refused too.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is None:
+        return
+    if (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge(f"the request body is over the limit of {limit} bytes")
+    if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        request.get_data()
+        if getattr(request.stream, "is_exhausted", False):
+            raise RequestEntityTooLarge(f"the request body reaches the limit of {limit} bytes")
