@@ -17,6 +17,7 @@ import fcntl
 import json
 import random
 import re
+import secrets
 import socket
 import threading
 import urllib.error
@@ -255,14 +256,18 @@ def install(version: str, url: str, sha256: str) -> bool:
 
 
 def fetch(url: str) -> dict:
-    """GET an artifact, signed with this node's webhook secret; its JSON."""
+    """GET an artifact, signed with this node's webhook secret over its path and a fresh nonce
+    (the trainer accepts each signed request once); its JSON."""
     secret = current_app.config["WEBHOOK_SECRET"]
     if not secret:
         raise FetchError("FRAUDAPP_WEBHOOK_SECRET is not set: cannot authenticate to the trainer")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise FetchError(f"{url}: only http(s) artifact URLs are allowed")
-    request = urllib.request.Request(url, headers={HEADER: sign(secret, parts.path.encode())})  # noqa: S310
+    nonce = secrets.token_urlsafe(16)
+    signed_url = urllib.parse.urlunsplit(parts._replace(query=f"nonce={nonce}", fragment=""))
+    header = sign(secret, webhooks.artifact_message(parts.path, nonce))
+    request = urllib.request.Request(signed_url, headers={HEADER: header})  # noqa: S310
     try:
         with urllib.request.urlopen(  # noqa: S310 (scheme checked above)
             request, timeout=current_app.config["ARTIFACT_TIMEOUT_SECONDS"]
