@@ -174,13 +174,19 @@ def trainer_command(once: bool) -> None:
 
 @click.command("create-api-token")
 @click.argument("name")
-def create_api_token_command(name: str) -> None:
+@click.option(
+    "--all-predictions",
+    is_flag=True,
+    help="May give feedback on every stored prediction, not only on its own.",
+)
+def create_api_token_command(name: str, all_predictions: bool) -> None:
     """Create a bearer token for the JSON API; it is printed once, as the last line."""
+    scope = "all" if all_predictions else "own"
     try:
-        token = tokens.create_token(name)
+        token = tokens.create_token(name, scope)
     except tokens.TokenExists as exc:
         raise click.ClickException(f"a token named {name!r} exists already") from exc
-    click.echo(f"API token for {name} (store it now; it is not shown again):")
+    click.echo(f"API token for {name}, scope {scope} (store it now; it is not shown again):")
     click.echo(token)
 
 

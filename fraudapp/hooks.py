@@ -22,8 +22,9 @@ def model_published():
 @artifacts.get("/artifacts/<version>")
 def artifact(version: str):
     """A version's metadata and model text, for nodes holding a webhook secret (the request is
-    signed over its path)."""
-    if not receiver.artifact_request_authentic(request.headers.get(HEADER), request.path):
+    signed over its path and `?nonce=`, and works once)."""
+    header, nonce = request.headers.get(HEADER), request.args.get("nonce")
+    if not receiver.artifact_request_authentic(header, request.path, nonce):
         abort(401)
     try:
         return jsonify(catalog.artifact(version))

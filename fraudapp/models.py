@@ -30,6 +30,8 @@ from .ml.features import DAY
 BigId = BigInteger().with_variant(Integer, "sqlite")
 LABEL_PRIORITY = {"import": 0, "feedback": 1, "analyst": 2}
 ROLES = ("analyst", "admin")
+TOKEN_SCOPES = ("own", "all")  # whose predictions an API token may give feedback on
+MAX_BIG_ID = 2**63 - 1  # the largest id a BigInteger (or SQLite INTEGER) column holds
 
 
 def utcnow() -> dt.datetime:
@@ -141,6 +143,9 @@ class Prediction(db.Model):
     features: Mapped[dict] = mapped_column(JSON)
     receipt_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    api_token_id: Mapped[int | None] = mapped_column(  # the API token that asked (None: the form)
+        ForeignKey("api_tokens.id", ondelete="SET NULL"), index=True
+    )
 
     transaction: Mapped[Transaction] = relationship()
 
@@ -153,13 +158,15 @@ class Prediction(db.Model):
 
 
 class ApiToken(db.Model):
-    """A bearer token for the JSON API; only its sha256 is stored."""
+    """A bearer token for the JSON API; only its sha256 is stored. Its scope says whose
+    predictions it may give feedback on: its own ("own") or every one ("all")."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8), default="own", server_default="own")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     def __repr__(self) -> str:

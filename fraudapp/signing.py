@@ -1,7 +1,8 @@
 """Signed webhooks: `X-Fraudapp-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "t.body")>`.
 
 Used for outgoing alert and model webhooks and to verify incoming ones (constant-time compare,
-5-minute window).
+5-minute window). The header is parsed strictly — exactly `t=<digits>,v1=<64 lowercase hex>` —
+so one signature has one spelling and a replay check can key on the (timestamp, signature) pair.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 import urllib.error
 import urllib.request
 
 HEADER = "X-Fraudapp-Signature"
 TOLERANCE_SECONDS = 300
+_HEADER_RE = re.compile(r"t=([1-9][0-9]{0,11}),v1=([0-9a-f]{64})")
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -24,18 +27,29 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
     return f"t={timestamp},v1={digest.hexdigest()}"
 
 
+def parse(header: str | None) -> tuple[int, str] | None:
+    """The (timestamp, signature) of a header spelled exactly as `sign` spells it, else None: no
+    leading zeros, signs, spaces, other fields or other order."""
+    match = _HEADER_RE.fullmatch(header or "")
+    return (int(match[1]), match[2]) if match else None
+
+
 def verify(secret: str, header: str | None, body: bytes, now: float | None = None) -> bool:
     """Whether the header signs this body with this secret, within the time window."""
-    try:
-        parts = dict(item.split("=", 1) for item in (header or "").split(","))
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
+    parsed = parse(header)
+    if parsed is None:
         return False
+    timestamp, signature = parsed
     now = time.time() if now is None else now
     if abs(now - timestamp) > TOLERANCE_SECONDS:
         return False
     expected = sign(secret, body, timestamp).split(",v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    return hmac.compare_digest(expected, signature)
+
+
+def artifact_message(path: str, nonce: str) -> bytes:
+    """What a node signs to download an artifact: the path and a nonce of its own, once."""
+    return f"{path}?nonce={nonce}".encode()
 
 
 def post(url: str, secret: str, payload: dict, timeout: float = 5.0) -> dict:

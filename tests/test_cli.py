@@ -5,7 +5,7 @@ import json
 from sqlalchemy import func, select
 
 from fraudapp.extensions import db
-from fraudapp.models import Transaction
+from fraudapp.models import ApiToken, Transaction
 from fraudapp.services.serving import registry
 
 
@@ -97,6 +97,14 @@ def test_api_token_is_printed_last_and_works(runner, client, stored_history):
     response = client.get("/api/v1/model", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert runner.invoke(args=["create-api-token", "bank"]).exit_code == 1
+
+
+def test_api_token_scope_is_own_unless_asked_for_all(runner):
+    assert runner.invoke(args=["create-api-token", "bank"]).exit_code == 0
+    result = runner.invoke(args=["create-api-token", "auditor", "--all-predictions"])
+    assert result.exit_code == 0 and "scope all" in result.output
+    scopes = dict(db.session.execute(select(ApiToken.name, ApiToken.scope)).all())
+    assert scopes == {"bank": "own", "auditor": "all"}
 
 
 def test_init_demo_fills_only_what_is_missing(app, runner, tmp_path, instance_path):

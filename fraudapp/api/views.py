@@ -1,4 +1,4 @@
-"""API routes: score one transaction or a list, and describe the serving model."""
+"""API routes: score one transaction or a list, give feedback, and describe the serving model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from functools import wraps
 from flask import current_app, g, jsonify, request
 
 from .. import jsonbody
+from ..models import MAX_BIG_ID
 from ..services import serving
 from ..services.transactions import labels, scoring
 from . import bp
@@ -44,10 +45,12 @@ def model_unavailable(error: serving.ModelUnavailable):
 
 @bp.errorhandler(scoring.DuplicateTransaction)
 def duplicate(error: scoring.DuplicateTransaction):
-    """A transaction_id that is already stored."""
-    return jsonify(
-        {"errors": {"transaction_id": ["a transaction with this id is already stored"]}}
-    ), 400
+    """A transaction_id stored already with other details, or by another client: 409."""
+    field = "transaction_id"
+    if g.get("batch"):
+        field = f"transactions.{error.index}.transaction_id"
+    message = "another transaction with this id is already stored"
+    return jsonify({"errors": {field: [message]}}), 409
 
 
 def _json_body():
@@ -61,25 +64,39 @@ def _json_body():
 @bp.post("/predictions")
 @token_required
 def create_predictions():
-    """Score `{transaction}` or `{"transactions": [...]}`; `?explain=true` adds the reasons."""
+    """Score `{transaction}` or `{"transactions": [...]}`; `?explain=true` adds the reasons.
+
+    201 when something was scored; 200 when every transaction was a replay of a stored
+    `transaction_id` (answered from storage).
+    """
     body = _json_body()
     explain = request.args.get("explain", "").lower() in ("1", "true", "yes")
+    token_id = g.api_token.id
     if isinstance(body, dict) and "transactions" in body:
+        g.batch = True
         batch = parse(BatchBody, body)
-        results = scoring.score_batch([item.to_input() for item in batch.transactions], explain)
-        return jsonify({"predictions": [r.as_json(explain) for r in results]}), 201
+        items = [item.to_input() for item in batch.transactions]
+        results = scoring.score_batch(items, explain, token_id)
+        body = {"predictions": [r.as_json(explain) for r in results]}
+        return jsonify(body), _created_or_replayed(results)
     tx, consent = parse(TransactionBody, body).to_input()
-    return jsonify(scoring.score(tx, consent, explain).as_json(explain)), 201
+    result = scoring.score(tx, consent, explain, token_id)
+    return jsonify(result.as_json(explain)), _created_or_replayed([result])
 
 
-@bp.post("/predictions/<int:prediction_id>/feedback")
+def _created_or_replayed(results: list[scoring.Scored]) -> int:
+    return 200 if all(result.replayed for result in results) else 201
+
+
+@bp.post(f"/predictions/<int(max={MAX_BIG_ID}):prediction_id>/feedback")
 @token_required
 def prediction_feedback(prediction_id: int):
-    """`{"correct": bool}` or `{"label": "fraud"|"genuine"}` on a stored prediction."""
+    """`{"correct": bool}` or `{"label": "fraud"|"genuine"}` on a stored prediction this token
+    made (or any, for a token with the "all" scope); another's is 404 like an unknown id."""
     body = parse(FeedbackBody, _json_body())
     try:
         label = labels.give_feedback(
-            prediction_id, f"api:{g.api_token.name}", body.correct, body.label
+            prediction_id, f"api:{g.api_token.name}", body.correct, body.label, g.api_token
         )
     except labels.NotFound:
         return jsonify({"error": "Not Found", "message": "no stored prediction has this id"}), 404

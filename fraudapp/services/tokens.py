@@ -1,4 +1,8 @@
-"""API bearer tokens: created once, shown once, stored as sha256."""
+"""API bearer tokens: created once, shown once, stored as sha256.
+
+A token's scope says whose stored predictions it may give feedback on: "own" (the predictions it
+made; the default) or "all" (every one, including the web form's).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import secrets
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import ApiToken
+from ..models import TOKEN_SCOPES, ApiToken
 
 
 class TokenExists(Exception):
@@ -19,12 +23,15 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(name: str) -> str:
-    """A new token for `name`; the plain token is returned and never stored."""
+def create_token(name: str, scope: str = "own") -> str:
+    """A new token for `name` with a feedback scope ("own" or "all"); the plain token is returned
+    and never stored."""
+    if scope not in TOKEN_SCOPES:
+        raise ValueError(f"unknown token scope {scope!r}")
     if db.session.scalar(select(ApiToken.id).where(ApiToken.name == name)):
         raise TokenExists(name)
     token = "fa_" + secrets.token_urlsafe(32)
-    db.session.add(ApiToken(name=name, token_hash=_digest(token)))
+    db.session.add(ApiToken(name=name, token_hash=_digest(token), scope=scope))
     db.session.commit()
     return token
 

@@ -1,6 +1,7 @@
 """JSON API: scoring one or many, tokens, field errors, never a 500."""
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,8 @@ from sqlalchemy import func, select
 
 from fraudapp.extensions import db
 from fraudapp.ml import features
-from fraudapp.models import Prediction, Transaction
+from fraudapp.models import DailyCount, Prediction, Transaction
+from fraudapp.services import scoring, tokens
 from tests.conftest import after_history
 
 
@@ -126,14 +128,132 @@ def test_batch_over_the_limit_is_refused(client, auth):
     assert response.status_code == 400 and "transactions" in response.get_json()["errors"]
 
 
-def test_duplicate_transaction_id_is_400_and_keeps_the_first(client, auth, stored_history):
-    client.post("/api/v1/predictions", json=_tx(transaction_id="dup"), headers=auth)
-    response = client.post(
-        "/api/v1/predictions", json=_tx(transaction_id="dup", amount=9.0), headers=auth
+def _bearer(name: str) -> dict:
+    return {"Authorization": f"Bearer {tokens.create_token(name)}"}
+
+
+ANSWER = ("id", "score", "is_fraud", "threshold", "model_version")
+
+
+def test_a_resent_transaction_id_returns_the_stored_prediction(client, auth, stored_history):
+    first = client.post(
+        "/api/v1/predictions?explain=1", json=_tx(transaction_id="r-1"), headers=auth
     )
-    assert response.status_code == 400 and "transaction_id" in response.get_json()["errors"]
-    stored = db.session.scalar(select(Transaction).where(Transaction.external_id == "dup"))
-    assert stored.amount == 42.5
+    assert first.status_code == 201 and first.get_json()["replayed"] is False
+    counted = db.session.scalar(select(func.sum(DailyCount.count)))
+    again = client.post(
+        "/api/v1/predictions?explain=1", json=_tx(transaction_id="r-1"), headers=auth
+    )
+    assert again.status_code == 200
+    first, again = first.get_json(), again.get_json()
+    assert [again[key] for key in ANSWER] == [first[key] for key in ANSWER]
+    assert again["replayed"] is True and again["features"] == first["features"]
+    assert again["explanation"] == first["explanation"]
+    assert _count(Transaction) == len(stored_history) + 1 and _count(Prediction) == 1
+    assert db.session.scalar(select(func.sum(DailyCount.count))) == counted
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"amount": 9.0},
+        {"customer_id": 13},
+        {"terminal_id": 41},
+        {"tx_datetime": after_history(days=2)},
+    ],
+)
+def test_a_transaction_id_with_other_details_is_409(client, auth, stored_history, change):
+    stored = client.post("/api/v1/predictions", json=_tx(transaction_id="dup"), headers=auth)
+    response = client.post(
+        "/api/v1/predictions", json=_tx(transaction_id="dup", **change), headers=auth
+    )
+    assert response.status_code == 409
+    assert set(response.get_json()) == {"errors"}
+    assert list(response.get_json()["errors"]) == ["transaction_id"]
+    transaction = db.session.scalar(select(Transaction).where(Transaction.external_id == "dup"))
+    assert (transaction.amount, transaction.customer_id) == (42.5, 12)
+    assert _count(Prediction) == 1 and stored.get_json()["id"] is not None
+
+
+def test_a_transaction_id_stored_by_another_token_is_409_without_its_prediction(
+    client, auth, stored_history
+):
+    client.post("/api/v1/predictions", json=_tx(transaction_id="mine"), headers=auth)
+    response = client.post(
+        "/api/v1/predictions", json=_tx(transaction_id="mine"), headers=_bearer("other")
+    )
+    assert response.status_code == 409
+    assert response.get_json() == {
+        "errors": {"transaction_id": ["another transaction with this id is already stored"]}
+    }
+    imported = stored_history["TRANSACTION_ID"].iloc[0]  # imported, never scored
+    response = client.post(
+        "/api/v1/predictions", json=_tx(transaction_id=str(imported)), headers=auth
+    )
+    assert response.status_code == 409 and _count(Prediction) == 1
+
+
+def test_a_batch_answers_stored_ids_from_storage_and_scores_the_others(
+    client, auth, stored_history
+):
+    stored = client.post("/api/v1/predictions", json=_tx(transaction_id="b-0"), headers=auth)
+    batch = [_tx(transaction_id="b-0"), _tx(transaction_id="b-1", amount=7.0), _tx()]
+    response = client.post("/api/v1/predictions", json={"transactions": batch}, headers=auth)
+    assert response.status_code == 201
+    results = response.get_json()["predictions"]
+    assert [r["replayed"] for r in results] == [True, False, False]
+    assert results[0]["id"] == stored.get_json()["id"]
+    assert results[0]["score"] == stored.get_json()["score"]
+    assert _count(Prediction) == 3
+    again = client.post("/api/v1/predictions", json={"transactions": batch[:2]}, headers=auth)
+    assert again.status_code == 200
+    assert [r["id"] for r in again.get_json()["predictions"]] == [r["id"] for r in results[:2]]
+    twice = [_tx(transaction_id="b-2"), _tx(transaction_id="b-2")]  # the same id in one batch
+    response = client.post("/api/v1/predictions", json={"transactions": twice}, headers=auth)
+    first, second = response.get_json()["predictions"]
+    assert (first["replayed"], second["replayed"]) == (False, True)
+    assert first["id"] == second["id"] and _count(Prediction) == 4
+
+
+def test_a_conflict_in_a_batch_names_the_item_and_stores_nothing(client, auth, stored_history):
+    client.post("/api/v1/predictions", json=_tx(transaction_id="c-0"), headers=auth)
+    batch = [_tx(transaction_id="c-1"), _tx(transaction_id="c-0", amount=1.0)]
+    response = client.post("/api/v1/predictions", json={"transactions": batch}, headers=auth)
+    assert response.status_code == 409
+    assert list(response.get_json()["errors"]) == ["transactions.1.transaction_id"]
+    assert _count(Prediction) == 1
+    assert db.session.scalar(select(Transaction).where(Transaction.external_id == "c-1")) is None
+
+
+def test_two_identical_requests_at_once_store_one_prediction(
+    app, client, auth, stored_history, monkeypatch
+):
+    """The other request stores the transaction between this one's look-up and its insert: the
+    unique index refuses this one's insert, and it answers with the stored prediction."""
+    look_up = scoring._stored_answer
+    other = {}
+
+    def racing(*args):
+        if not other:  # this request saw nothing stored; now the other one stores it
+            other["response"] = None
+            thread = threading.Thread(target=send, args=(other,))
+            thread.start()
+            thread.join()
+            return None
+        return look_up(*args)
+
+    def send(into: dict) -> None:
+        into["response"] = app.test_client().post(
+            "/api/v1/predictions", json=_tx(transaction_id="race"), headers=auth
+        )
+
+    monkeypatch.setattr(scoring, "_stored_answer", racing)
+    mine = client.post("/api/v1/predictions", json=_tx(transaction_id="race"), headers=auth)
+    theirs = other["response"]
+    assert (theirs.status_code, mine.status_code) == (201, 200)
+    assert mine.get_json()["id"] == theirs.get_json()["id"]
+    assert mine.get_json()["score"] == theirs.get_json()["score"]
+    assert _count(Prediction) == 1
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,12 @@
 
 import datetime as dt
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import delete, func, select
 
 from fraudapp.extensions import db
-from fraudapp.models import AuditEvent, DailyCount, Label, Prediction, Transaction
+from fraudapp.models import ApiToken, AuditEvent, DailyCount, Label, Prediction, Transaction
+from fraudapp.services import labels, tokens
 from tests.conftest import after_history, login, predict
 
 
@@ -96,6 +98,57 @@ def test_api_feedback(client, auth, stored_history):
         == 404
     )
     assert client.post(url, json={"correct": True}).status_code == 401
+
+
+def _feedback_labels() -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(Label).where(Label.source == "feedback")
+    )
+
+
+def _feedback(client, prediction_id, headers) -> int:
+    url = f"/api/v1/predictions/{prediction_id}/feedback"
+    return client.post(url, json={"label": "fraud"}, headers=headers).status_code
+
+
+def test_a_token_gives_feedback_only_on_its_own_predictions(client, auth, stored_history):
+    mine = predict(client, auth)["id"]
+    _submit_form(client)  # a prediction from the web form: no token
+    from_form = db.session.scalar(select(Prediction.id).where(Prediction.id != mine))
+    other = {"Authorization": f"Bearer {tokens.create_token('other')}"}
+    every = {"Authorization": f"Bearer {tokens.create_token('auditor', 'all')}"}
+    assert db.session.get(Prediction, mine).api_token_id == db.session.scalar(
+        select(ApiToken.id).where(ApiToken.name == "tests")
+    )
+    assert db.session.get(Prediction, from_form).api_token_id is None
+
+    assert _feedback(client, mine, other) == 404  # as if it did not exist
+    assert _feedback(client, from_form, other) == 404
+    assert _feedback(client, from_form, auth) == 404
+    assert _feedback_labels() == 0
+    assert _feedback(client, mine, auth) == 201
+    assert _feedback(client, mine, every) == 201
+    assert _feedback(client, from_form, every) == 201
+    assert _feedback_labels() == 3
+
+
+def test_a_deleted_token_leaves_its_predictions_to_all_scope_tokens(client, auth, stored_history):
+    mine = predict(client, auth)["id"]
+    db.session.execute(delete(ApiToken).where(ApiToken.name == "tests"))
+    db.session.commit()
+    assert db.session.get(Prediction, mine).api_token_id is None
+    every = {"Authorization": f"Bearer {tokens.create_token('auditor', 'all')}"}
+    assert _feedback(client, mine, every) == 201
+
+
+@pytest.mark.parametrize("prediction_id", [2**63 - 1, 2**63, 2**64, 10**30])
+def test_feedback_on_an_id_beyond_the_database_range_is_404(client, auth, prediction_id):
+    response = client.post(
+        f"/api/v1/predictions/{prediction_id}/feedback", json={"correct": True}, headers=auth
+    )
+    assert response.status_code == 404 and response.get_json()["error"] == "Not Found"
+    with pytest.raises(labels.NotFound):
+        labels.give_feedback(prediction_id, "test", correct=True)
 
 
 def test_analyst_label_outranks_feedback(client, auth, users, stored_history):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import secrets
 import threading
 import time
 import urllib.error
@@ -28,12 +29,13 @@ from fraudapp.models import (
     ModelVersion,
     NodeStatus,
     WebhookDelivery,
+    WebhookNonce,
     utcnow,
 )
-from fraudapp.services.distribution import agent, catalog, outbox, releases
+from fraudapp.services.distribution import agent, catalog, outbox, receiver, releases
 from fraudapp.services.serving import registry
 from fraudapp.services.training import runs
-from fraudapp.signing import HEADER, sign
+from fraudapp.signing import HEADER, artifact_message, sign
 from tests.conftest import login
 
 SECRET = "node-secret-" + "x" * 20
@@ -213,6 +215,38 @@ def test_forged_stale_replayed_and_tampered_deliveries_change_nothing(app, node,
     assert "bad or stale signature" in caplog.text and "replayed delivery" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        lambda t, v1: f"v1={v1},t={t}",  # reordered
+        lambda t, v1: f"t=0{t},v1={v1}",  # a leading zero
+        lambda t, v1: f"t=+{t},v1={v1}",  # a sign
+        lambda t, v1: f"t={t},v1={v1},v0=x",  # an extra field
+        lambda t, v1: f"t={t},v1={v1.upper()}",  # upper-case hex
+        lambda t, v1: f"t= {t},v1={v1}",  # a space
+    ],
+)
+def test_a_rewritten_header_does_not_replay_an_accepted_delivery(app, node, rewrite):
+    releases.release("v1", "promote", "admin")
+    body = _announcement("v1")
+    header = sign(SECRET, body)
+    assert _post_hook(node["url"], body, header)[0] == 200
+    t, v1 = header.removeprefix("t=").split(",v1=")
+    status, answer = _post_hook(node["url"], body, rewrite(t, v1))
+    assert (status, answer) == (401, {"error": "bad or stale signature"})
+    assert _post_hook(node["url"], body, header) == (400, {"error": "replayed delivery"})
+
+
+def test_the_replay_check_keys_on_the_timestamp_and_signature(app):
+    header = sign(SECRET, b"{}")
+    assert receiver.first_use(header)
+    assert not receiver.first_use(header)
+    t, v1 = header.removeprefix("t=").split(",v1=")
+    assert not receiver.first_use(f"v1={v1},t={t}")  # unparsable: never recorded as new
+    digest = hashlib.sha256(f"{t}.{v1}".encode()).hexdigest()
+    assert db.session.get(WebhookNonce, digest) is not None
+
+
 def test_a_stale_announcement_does_not_override_a_later_release(app, node):
     releases.release("v1", "promote", "admin")
     v2 = _copy_of_v1()
@@ -273,26 +307,46 @@ def test_node_status_shows_who_is_behind_or_silent(app, node):
     }
 
 
+def _get_artifact(url: str, header: str | None) -> int:
+    request = urllib.request.Request(url, headers={HEADER: header} if header else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            data = json.loads(response.read())
+            assert hashlib.sha256(data["model"].encode()).hexdigest() == data["meta"]["sha256"]
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def test_the_artifact_endpoint_wants_a_signature_and_serves_verified_versions(app, trainer):
-    def get(path: str, header: str | None) -> int:
-        request = urllib.request.Request(
-            trainer.url + path, headers={HEADER: header} if header else {}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                data = json.loads(response.read())
-                assert hashlib.sha256(data["model"].encode()).hexdigest() == data["meta"]["sha256"]
-                return response.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
+    def get(path: str, secret: str | None, signed_path: str | None = None) -> int:
+        nonce = secrets.token_urlsafe(16)
+        message = artifact_message(signed_path or path, nonce)
+        header = sign(secret, message) if secret else None
+        return _get_artifact(f"{trainer.url}{path}?nonce={nonce}", header)
 
     assert get("/artifacts/v1", None) == 401
-    assert get("/artifacts/v1", sign("wrong-secret-" + "z" * 20, b"/artifacts/v1")) == 401
-    assert get("/artifacts/v1", sign(SECRET, b"/artifacts/v2")) == 401  # signed for another path
-    assert get("/artifacts/v1", sign(SECRET, b"/artifacts/v1")) == 200
-    assert get("/artifacts/v7", sign(SECRET, b"/artifacts/v7")) == 404
+    assert get("/artifacts/v1", "wrong-secret-" + "z" * 20) == 401
+    assert get("/artifacts/v1", SECRET, "/artifacts/v2") == 401  # signed for another path
+    assert get("/artifacts/v1", SECRET) == 200
+    assert get("/artifacts/v7", SECRET) == 404
     outbox.add_endpoint("http://10.0.0.9:8000", "own-secret-of-node-" + "w" * 10, "admin")
-    assert get("/artifacts/v1", sign("own-secret-of-node-" + "w" * 10, b"/artifacts/v1")) == 200
+    assert get("/artifacts/v1", "own-secret-of-node-" + "w" * 10) == 200
+
+
+def test_a_signed_artifact_request_works_once(app, trainer):
+    nonce = secrets.token_urlsafe(16)
+    url = f"{trainer.url}/artifacts/v1?nonce={nonce}"
+    header = sign(SECRET, artifact_message("/artifacts/v1", nonce))
+    assert _get_artifact(url, header) == 200
+    assert _get_artifact(url, header) == 401  # the captured request, replayed
+    other = secrets.token_urlsafe(16)
+    assert _get_artifact(f"{trainer.url}/artifacts/v1?nonce={other}", header) == 401
+    # a request signed over the path alone (no nonce) is refused
+    assert _get_artifact(f"{trainer.url}/artifacts/v1", sign(SECRET, b"/artifacts/v1")) == 401
+    assert _get_artifact(f"{trainer.url}/artifacts/v1?nonce=short", header) == 401
+    assert releases.fetch(releases.artifact_url("v1"))["version"] == "v1"  # a fresh one works
+    assert releases.fetch(releases.artifact_url("v1"))["version"] == "v1"
 
 
 def test_roles_choose_the_blueprints(database_url, tmp_path):

@@ -1,6 +1,7 @@
 """Receiving model.published on a prediction node, and authenticating artifact downloads on the
 trainer: the signature (constant-time, 5-minute window, `fraudapp.signing`) and a replay check — a
-signature already accepted is refused."""
+(timestamp, signature) pair already accepted is refused. Artifact downloads are signed over their
+path and a random nonce and go through the same check, so each signed request works once."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .agent import heartbeat
 from .releases import FetchError, ReleaseError, install, serve
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")  # an artifact request's one-use nonce
 
 
 def receive(header: str | None, body: bytes, sender: str | None = None) -> tuple[int, dict]:
@@ -84,11 +86,17 @@ def authentic(header: str | None, body: bytes) -> bool:
 
 
 def first_use(header: str) -> bool:
-    """Record an accepted signature; False when it was seen before (a replay). Commits."""
+    """Record an accepted signature's (timestamp, signature) pair; False when it was seen before
+    (a replay) or the header does not parse. Commits."""
+    parsed = signing.parse(header)
+    if parsed is None:
+        return False
+    timestamp, signature = parsed
     now = utcnow()
     window = dt.timedelta(seconds=2 * signing.TOLERANCE_SECONDS)
     db.session.execute(delete(WebhookNonce).where(WebhookNonce.received_at < now - window))
-    db.session.add(WebhookNonce(digest=hashlib.sha256(header.encode()).hexdigest()))
+    digest = hashlib.sha256(f"{timestamp}.{signature}".encode()).hexdigest()
+    db.session.add(WebhookNonce(digest=digest))
     try:
         db.session.commit()
     except IntegrityError:
@@ -97,8 +105,14 @@ def first_use(header: str) -> bool:
     return True
 
 
-def artifact_request_authentic(header: str | None, path: str) -> bool:
-    """Whether an artifact download is signed (over its path) with a secret a node holds."""
+def artifact_request_authentic(header: str | None, path: str, nonce: str | None = None) -> bool:
+    """Whether an artifact download is signed (over its path and nonce) with a secret a node
+    holds; the signature is recorded, so the same request is refused the second time. Commits."""
+    if not isinstance(nonce, str) or not NONCE_RE.fullmatch(nonce):
+        return False
     secrets = {endpoint["secret"] for endpoint in outbox.endpoints()}
     secrets.add(current_app.config["WEBHOOK_SECRET"])
-    return any(secret and signing.verify(secret, header, path.encode()) for secret in secrets)
+    message = signing.artifact_message(path, nonce)
+    if not any(secret and signing.verify(secret, header, message) for secret in secrets):
+        return False
+    return first_use(header)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,7 +24,7 @@ from sqlalchemy import select, update
 from ...extensions import db
 from ...ml.registry import Registry, RegistryError, previous_of, verified_booster
 from ...models import ModelRelease, ModelVersion
-from ...signing import HEADER, sign
+from ...signing import HEADER, artifact_message, sign
 from .. import audit
 from ..serving import registry
 from . import outbox
@@ -157,14 +158,18 @@ def install(version: str, url: str, sha256: str) -> bool:
 
 
 def fetch(url: str) -> dict:
-    """GET an artifact, signed with this node's webhook secret; its JSON."""
+    """GET an artifact, signed with this node's webhook secret over its path and a fresh nonce
+    (the trainer accepts each signed request once); its JSON."""
     secret = current_app.config["WEBHOOK_SECRET"]
     if not secret:
         raise FetchError("FRAUDAPP_WEBHOOK_SECRET is not set: cannot authenticate to the trainer")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise FetchError(f"{url}: only http(s) artifact URLs are allowed")
-    request = urllib.request.Request(url, headers={HEADER: sign(secret, parts.path.encode())})  # noqa: S310
+    nonce = secrets.token_urlsafe(16)
+    signed_url = urllib.parse.urlunsplit(parts._replace(query=f"nonce={nonce}", fragment=""))
+    header = sign(secret, artifact_message(parts.path, nonce))
+    request = urllib.request.Request(signed_url, headers={HEADER: header})  # noqa: S310
     try:
         with urllib.request.urlopen(  # noqa: S310 (scheme checked above)
             request, timeout=current_app.config["ARTIFACT_TIMEOUT_SECONDS"]

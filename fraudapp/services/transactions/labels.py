@@ -14,7 +14,7 @@ import secrets
 from sqlalchemy import case, delete, select, update
 
 from ...extensions import db
-from ...models import LABEL_PRIORITY, Label, Prediction, Transaction
+from ...models import LABEL_PRIORITY, MAX_BIG_ID, ApiToken, Label, Prediction, Transaction
 from ...telemetry import record_label
 from .. import audit
 from .changes import mark_transaction
@@ -51,16 +51,29 @@ def add_label(transaction_id: int, fraud: bool, source: str, actor: str) -> Labe
 
 
 def give_feedback(
-    prediction_id: int, actor: str, correct: bool | None = None, label: str | None = None
+    prediction_id: int,
+    actor: str,
+    correct: bool | None = None,
+    label: str | None = None,
+    token: ApiToken | None = None,
 ) -> Label:
-    """A user's answer: the prediction was correct or wrong, or the true label; commits."""
-    prediction = db.session.get(Prediction, prediction_id)
-    if prediction is None:
+    """A user's answer: the prediction was correct or wrong, or the true label; commits.
+
+    Through the API (`token`), only on the token's own predictions unless its scope is "all":
+    another's is NotFound, as an unknown id is, so ids cannot be probed.
+    """
+    in_range = 0 < prediction_id <= MAX_BIG_ID  # a larger id overflows the database's integer
+    prediction = db.session.get(Prediction, prediction_id) if in_range else None
+    if prediction is None or not _may_label(token, prediction):
         raise NotFound(prediction_id)
     fraud = (label == "fraud") if label is not None else (prediction.is_fraud == correct)
     result = add_label(prediction.transaction_id, fraud, "feedback", actor)
     db.session.commit()
     return result
+
+
+def _may_label(token: ApiToken | None, prediction: Prediction) -> bool:
+    return token is None or token.scope == "all" or prediction.api_token_id == token.id
 
 
 def label_by_analyst(prediction_ids: list[int], fraud: bool, analyst: str) -> int:

@@ -2,6 +2,10 @@
 
 The hot path runs two indexed range queries, numpy feature code and one booster call on one thread;
 contributions are computed only when an explanation is asked for.
+
+A consented transaction carrying an external id (the API's `transaction_id`) is stored once: sent
+again by the same API token with the same details, it is answered from storage (a replay: same
+id, score, decision, threshold and version) instead of being scored and stored twice.
 """
 
 from __future__ import annotations
@@ -27,7 +31,12 @@ from .labels import new_receipt
 
 
 class DuplicateTransaction(Exception):
-    """A transaction with this external id is already stored."""
+    """A transaction with this external id is already stored with other details or by another
+    client; `index` is its place in the batch."""
+
+    def __init__(self, external_id: str | None, index: int = 0):
+        super().__init__(external_id)
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class Scored:
     explanation: list[dict] = field(default_factory=list)
     id: int | None = None  # the stored prediction's id (None without consent)
     receipt: str | None = None  # the code that lets the person see or delete what is stored
+    replayed: bool = False  # answered from storage: its transaction_id was stored already
 
     def as_json(self, explain: bool) -> dict:
         """The API representation."""
@@ -69,6 +79,7 @@ class Scored:
             "model_version": self.model_version,
             "stored": self.id is not None,
             "receipt": self.receipt,
+            "replayed": self.replayed,
         }
         if explain:
             body |= {"features": self.features, "explanation": self.explanation}
@@ -120,18 +131,60 @@ def online_features(tx: TransactionIn, before_id: int | None = None) -> np.ndarr
     return features.features_for_one(t, tx.amount, customer, terminal)
 
 
-def score(tx: TransactionIn, consent: bool, want_explanation: bool = False) -> Scored:
-    """Score one transaction and, with consent, store it with its prediction; commits."""
-    return score_batch([(tx, consent)], want_explanation)[0]
+def score(
+    tx: TransactionIn,
+    consent: bool,
+    want_explanation: bool = False,
+    api_token_id: int | None = None,
+) -> Scored:
+    """Score one transaction and, with consent, store it with its prediction (and the API token
+    that asked); commits."""
+    return score_batch([(tx, consent)], want_explanation, api_token_id)[0]
 
 
-def score_batch(items: list[tuple[TransactionIn, bool]], want_explanation: bool) -> list[Scored]:
-    """Score transactions in order, each seeing the ones stored before it; one commit."""
+_ATTEMPTS = 3  # a batch that lost a race on a transaction_id is answered again from storage
+
+
+def score_batch(
+    items: list[tuple[TransactionIn, bool]],
+    want_explanation: bool,
+    api_token_id: int | None = None,
+) -> list[Scored]:
+    """Score transactions in order, each seeing the ones stored before it; one commit.
+
+    A consented one whose external id is stored already is answered from storage when the same
+    token stored it with the same details, else DuplicateTransaction (nothing is stored). When a
+    concurrent request stores the same id first, the unique index refuses ours: the batch is
+    rolled back and answered again, this time finding the stored one.
+    """
     model = serving_model()
-    results = [_score_one(model, tx, consent, want_explanation) for tx, consent in items]
-    _count_predictions(results)
-    _commit()
-    record_predictions(results)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            results = _answer_all(model, items, want_explanation, api_token_id)
+            break
+        except IntegrityError as exc:
+            db.session.rollback()
+            if attempt == _ATTEMPTS:
+                raise DuplicateTransaction("transaction_id") from exc
+        except DuplicateTransaction:
+            db.session.rollback()
+            raise
+    record_predictions([result for result in results if not result.replayed])
+    return results
+
+
+def _answer_all(
+    model: LoadedModel,
+    items: list[tuple[TransactionIn, bool]],
+    want_explanation: bool,
+    api_token_id: int | None,
+) -> list[Scored]:
+    results = [
+        _answer(model, index, tx, consent, want_explanation, api_token_id)
+        for index, (tx, consent) in enumerate(items)
+    ]
+    _count_predictions([result for result in results if not result.replayed])
+    db.session.commit()
     return results
 
 
@@ -152,7 +205,68 @@ def _count_predictions(results: list[Scored]) -> None:
         )
 
 
-def _score_one(model: LoadedModel, tx: TransactionIn, consent: bool, want_explanation: bool):
+def _answer(
+    model: LoadedModel,
+    index: int,
+    tx: TransactionIn,
+    consent: bool,
+    want_explanation: bool,
+    api_token_id: int | None,
+) -> Scored:
+    """The stored answer of a consented transaction whose external id is stored, else a new one."""
+    if consent and tx.external_id is not None:
+        stored = _stored_answer(model, index, tx, want_explanation, api_token_id)
+        if stored is not None:
+            return stored
+    return _score_one(model, tx, consent, want_explanation, api_token_id)
+
+
+def _stored_answer(
+    model: LoadedModel,
+    index: int,
+    tx: TransactionIn,
+    want_explanation: bool,
+    api_token_id: int | None,
+) -> Scored | None:
+    """The prediction stored for this external id (None: not stored); DuplicateTransaction when it
+    was stored with other details, by another token, or not through scoring (an import)."""
+    found = db.session.execute(
+        select(Transaction, Prediction)
+        .outerjoin(Prediction, Prediction.transaction_id == Transaction.id)
+        .where(Transaction.external_id == tx.external_id)
+    ).first()
+    if found is None:
+        return None
+    transaction, prediction = found
+    same = (transaction.tx_time, transaction.customer_id, transaction.terminal_id) == (
+        tx.tx_time,
+        tx.customer_id,
+        tx.terminal_id,
+    ) and transaction.amount == tx.amount
+    if prediction is None or prediction.api_token_id != api_token_id or not same:
+        raise DuplicateTransaction(tx.external_id, index)
+    result = Scored(
+        score=prediction.score,
+        is_fraud=prediction.is_fraud,
+        threshold=prediction.threshold,
+        model_version=prediction.model_version,
+        features=dict(prediction.features),
+        id=prediction.id,
+        replayed=True,
+    )
+    if want_explanation and model.version == prediction.model_version:
+        row = np.array([result.features[name] for name in features.FEATURES], dtype=np.float64)
+        result.explanation = explain(model, row, current_app.config["EXPLAIN_TOP"])
+    return result
+
+
+def _score_one(
+    model: LoadedModel,
+    tx: TransactionIn,
+    consent: bool,
+    want_explanation: bool,
+    api_token_id: int | None = None,
+):
     row = online_features(tx)
     probability = model.score(row)
     threshold = decision_threshold(model)
@@ -166,7 +280,7 @@ def _score_one(model: LoadedModel, tx: TransactionIn, consent: bool, want_explan
     if want_explanation:
         result.explanation = explain(model, row, current_app.config["EXPLAIN_TOP"])
     if consent:
-        result.id, result.receipt = _store(tx, result)
+        result.id, result.receipt = _store(tx, result, api_token_id)
     return result
 
 
@@ -174,26 +288,22 @@ _INSERT_TRANSACTION = Transaction.__table__.insert()
 _INSERT_PREDICTION = Prediction.__table__.insert()
 
 
-def _store(tx: TransactionIn, result: Scored) -> tuple[int, str]:
+def _store(tx: TransactionIn, result: Scored, api_token_id: int | None = None) -> tuple[int, str]:
     """Insert the transaction and its prediction: two Core inserts in the session's transaction (the
-    ORM unit of work costs several times more for two rows); a taken external id is refused by its
-    unique index, which also covers a concurrent request with the same id."""
+    ORM unit of work costs several times more for two rows); an external id taken meanwhile by a
+    concurrent request is refused by its unique index (IntegrityError, for score_batch)."""
     connection = db.session.connection()
-    try:
-        transaction_id = connection.execute(
-            _INSERT_TRANSACTION,
-            {
-                "external_id": tx.external_id,
-                "tx_time": tx.tx_time,
-                "customer_id": tx.customer_id,
-                "terminal_id": tx.terminal_id,
-                "amount": tx.amount,
-                "source": "predict",
-            },
-        ).inserted_primary_key[0]
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise DuplicateTransaction(tx.external_id) from exc
+    transaction_id = connection.execute(
+        _INSERT_TRANSACTION,
+        {
+            "external_id": tx.external_id,
+            "tx_time": tx.tx_time,
+            "customer_id": tx.customer_id,
+            "terminal_id": tx.terminal_id,
+            "amount": tx.amount,
+            "source": "predict",
+        },
+    ).inserted_primary_key[0]
     receipt, receipt_hash = new_receipt()
     prediction_id = connection.execute(
         _INSERT_PREDICTION,
@@ -205,15 +315,8 @@ def _store(tx: TransactionIn, result: Scored) -> tuple[int, str]:
             "model_version": result.model_version,
             "features": result.features,
             "receipt_hash": receipt_hash,
+            "api_token_id": api_token_id,
         },
     ).inserted_primary_key[0]
     mark_days([tx.tx_time // features.DAY])
     return prediction_id, receipt
-
-
-def _commit() -> None:
-    try:
-        db.session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise DuplicateTransaction("transaction_id") from exc
