@@ -81,12 +81,14 @@ def test_limits_are_shared_through_redis(app, token):
     auth = {"Authorization": f"Bearer {token}"}
     server = redis.Redis(*REDIS)
     pattern = f"*/token:{tokens.verify_token(token).id}/api-token/*"
+    apps = []
     try:
-        apps = [create_app(config), create_app(config)]  # two workers, each its own connection
-        first, second = (made.test_client() for made in apps)
+        apps.append(create_app(config))  # one worker ...
+        first = apps[0].test_client()
         assert [first.get("/api/v1/model", headers=auth).status_code for _ in range(2)] == [200] * 2
         assert server.keys(pattern)  # the counts live in Redis
-        _assert_429(second.get("/api/v1/model", headers=auth))
+        apps.append(create_app(config))  # ... and another, with a storage connection of its own
+        _assert_429(apps[1].test_client().get("/api/v1/model", headers=auth))
     finally:
         _dispose(*apps)
         keys = server.keys(pattern)
