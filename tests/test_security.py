@@ -75,6 +75,9 @@ def test_hsts_only_when_the_session_cookie_is_secure(app, client):
     response = secure.test_client().get("/", base_url="https://localhost")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     assert secure.config["SESSION_COOKIE_SECURE"] is True
+    with secure.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 def test_pages_carry_no_inline_script_or_handler(client, users):

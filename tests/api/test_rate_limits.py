@@ -10,6 +10,7 @@ import socket
 import pytest
 
 from fraudapp import create_app
+from fraudapp.extensions import db
 from fraudapp.services import tokens
 
 REDIS = ("127.0.0.1", 6379)
@@ -50,6 +51,14 @@ def test_pages_and_healthz_are_not_rate_limited(app, client):
     assert [client.get("/").status_code for _ in range(3)] == [200] * 3
 
 
+def _dispose(*apps) -> None:
+    """Close the database connections of apps made in a test (PostgreSQL warns otherwise)."""
+    for made in apps:
+        with made.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
 def _redis_reachable() -> bool:
     try:
         socket.create_connection(REDIS, timeout=0.5).close()
@@ -72,13 +81,16 @@ def test_limits_are_shared_through_redis(app, token):
     auth = {"Authorization": f"Bearer {token}"}
     server = redis.Redis(*REDIS)
     pattern = f"*/token:{tokens.verify_token(token).id}/api-token/*"
+    apps = []
     try:
-        first = create_app(config).test_client()  # one worker ...
+        apps.append(create_app(config))  # one worker ...
+        first = apps[0].test_client()
         assert [first.get("/api/v1/model", headers=auth).status_code for _ in range(2)] == [200] * 2
         assert server.keys(pattern)  # the counts live in Redis
-        second = create_app(config).test_client()  # ... and another, with its own connection
-        _assert_429(second.get("/api/v1/model", headers=auth))
+        apps.append(create_app(config))  # ... and another, with a storage connection of its own
+        _assert_429(apps[1].test_client().get("/api/v1/model", headers=auth))
     finally:
+        _dispose(*apps)
         keys = server.keys(pattern)
         if keys:
             server.delete(*keys)
@@ -90,6 +102,8 @@ def test_an_unreachable_storage_does_not_stop_the_api(app, token):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = dict(app.config) | {"RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{port}/0"}
-    client = create_app(config).test_client()
+    made = create_app(config)
+    client = made.test_client()
     auth = {"Authorization": f"Bearer {token}"}
     assert [client.get("/api/v1/model", headers=auth).status_code for _ in range(3)] == [200] * 3
+    _dispose(made)
