@@ -178,6 +178,8 @@ def _merge(config: Config, instance_path: str, test_config: Mapping) -> dict[str
     config.update(from_file)
     environment = _environment_keys()
     config.from_prefixed_env(PREFIX.rstrip("_"))
+    for key in ENVIRONMENT_ONLY:  # read from the environment by others, not app settings
+        config.pop(key, None)
     config.update(_verbatim_text(environment))
     config.update(test_config)
     names = {key: f"{PREFIX}{key} (from instance/config.py)" for key in from_file}

@@ -1,6 +1,7 @@
 """The `flask` commands, run as an operator would."""
 
 import json
+import shutil
 
 from sqlalchemy import func, select
 
@@ -108,12 +109,8 @@ def test_api_token_scope_is_own_unless_asked_for_all(runner):
 
 
 def test_init_demo_fills_only_what_is_missing(app, runner, tmp_path, instance_path):
-    app.config.update(
-        MODEL_DIR=str(tmp_path / "empty-registry"),
-        DEMO_CUSTOMERS=150,
-        DEMO_TERMINALS=300,
-        DEMO_DAYS=30,
-    )
+    shutil.rmtree(app.config["MODEL_DIR"])  # an empty registry
+    app.config.update(DEMO_CUSTOMERS=150, DEMO_TERMINALS=300, DEMO_DAYS=30)
     first = runner.invoke(args=["init-demo"])
     assert first.exit_code == 0, first.output
     assert "simulated" in first.output and "serving model v1" in first.output

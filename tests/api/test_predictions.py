@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from fraudapp.extensions import db
 from fraudapp.ml import features
 from fraudapp.models import DailyCount, Prediction, Transaction
-from fraudapp.services import scoring, tokens
+from fraudapp.services import tokens
+from fraudapp.services.transactions import scoring
 from tests.conftest import after_history
 
 

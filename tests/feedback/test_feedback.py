@@ -7,7 +7,8 @@ from sqlalchemy import delete, func, select
 
 from fraudapp.extensions import db
 from fraudapp.models import ApiToken, AuditEvent, DailyCount, Label, Prediction, Transaction
-from fraudapp.services import labels, tokens
+from fraudapp.services import tokens
+from fraudapp.services.transactions import labels
 from tests.conftest import after_history, login, predict
 
 

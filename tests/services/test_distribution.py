@@ -345,8 +345,8 @@ def test_a_signed_artifact_request_works_once(app, trainer):
     # a request signed over the path alone (no nonce) is refused
     assert _get_artifact(f"{trainer.url}/artifacts/v1", sign(SECRET, b"/artifacts/v1")) == 401
     assert _get_artifact(f"{trainer.url}/artifacts/v1?nonce=short", header) == 401
-    assert releases.fetch(releases.artifact_url("v1"))["version"] == "v1"  # a fresh one works
-    assert releases.fetch(releases.artifact_url("v1"))["version"] == "v1"
+    assert releases.fetch(catalog.artifact_url("v1"))["version"] == "v1"  # a fresh one works
+    assert releases.fetch(catalog.artifact_url("v1"))["version"] == "v1"
 
 
 def test_roles_choose_the_blueprints(database_url, tmp_path):
