@@ -44,8 +44,8 @@ class Defaults:
     PROMOTE_AP_MARGIN = 0.01  # promote when candidate AP >= champion AP - margin ...
     PROMOTE_MIN_LABELS = 1000  # ... and the training window had at least this many labels
     TRAINER_POLL_SECONDS = 5.0
-    TRAINER_HEARTBEAT_SECONDS = 5.0
-    TRAINER_STALE_SECONDS = 120.0  # a running run silent this long is marked failed
+    TRAINER_HEARTBEAT_SECONDS = 5.0  # a running run's trainer updates its heartbeat this often
+    TRAINER_STALE_SECONDS = 20.0  # a running run silent this long is failed (3 heartbeats + 5 s)
     TRAINER_NICE = 10  # CPU priority the trainer lowers itself by
     ROLE = "all"  # "web" (a prediction node), "trainer", or "all" (both, one deployment)
     NODE_NAME = None  # this process's name on /admin/nodes (default: NODE_URL, else the host)
