@@ -81,8 +81,10 @@ class Defaults(BaseModel):
     PROMOTE_MIN_LABELS: int = 1000  # ... and the training window had at least this many labels
     TRAINING_PARAMS: dict[str, Any] = {}  # LightGBM parameters over ml.training.DEFAULT_PARAMS
     TRAINER_POLL_SECONDS: float = 5.0
-    TRAINER_HEARTBEAT_SECONDS: float = 5.0
-    TRAINER_STALE_SECONDS: float = 120.0  # a running run silent this long is marked failed
+    TRAINER_HEARTBEAT_SECONDS: float = (
+        5.0  # a running run's trainer updates its heartbeat this often
+    )
+    TRAINER_STALE_SECONDS: float = 20.0  # a running run silent this long is failed (3 beats + 5 s)
     TRAINER_NICE: int = 10  # CPU priority the trainer lowers itself by
     ROLE: Role = "all"  # "web" (a prediction node), "trainer", or "all" (both, one deployment)
     NODE_NAME: str | None = None  # this process on /admin/nodes (default: NODE_URL, else the host)

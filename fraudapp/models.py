@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     String,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -285,10 +286,20 @@ class TrainingRun(db.Model):
     """A request to train a model, and what became of it.
 
     status: queued → running → succeeded | failed | cancelled. promotion: "promoted", "awaiting
-    approval" (the policy did not promote it; an admin may) or None.
+    approval" (the policy did not promote it; an admin may) or None. At most one run is queued or
+    running: a unique index on a constant over those rows, so the database itself refuses a second.
     """
 
     __tablename__ = "training_runs"
+    __table_args__ = (
+        Index(
+            "uq_training_runs_one_active",
+            text("(1)"),
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)

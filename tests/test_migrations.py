@@ -1,6 +1,7 @@
 """Migrations build the schema the models describe, on SQLite and on PostgreSQL."""
 
 import uuid
+import warnings
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -37,12 +38,51 @@ def test_upgrade_builds_the_models_schema_and_downgrade_removes_it(fresh_databas
     )
     with app.app_context():
         upgrade()
-        with db.engine.connect() as connection:
+        with db.engine.connect() as connection, warnings.catch_warnings():
+            # SQLite's reflection skips expression indexes, so autogenerate cannot compare this
+            # one there (PostgreSQL's does); its DDL is checked instead.
+            warnings.filterwarnings("ignore", ".*expression-based index '?uq_training_runs_one")
             diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
+            if connection.dialect.name == "sqlite":
+                ddl = connection.scalar(
+                    text("SELECT sql FROM sqlite_master WHERE name = 'uq_training_runs_one_active'")
+                )
+                assert "UNIQUE INDEX" in ddl and "status IN ('queued', 'running')" in ddl
         assert diff == []
         assert {"transactions", "labels", "predictions", "api_tokens"} <= set(
             inspect(db.engine).get_table_names()
         )
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
+        db.engine.dispose()
+
+
+def test_the_one_active_run_index_keeps_the_oldest_of_runs_queued_side_by_side(
+    fresh_database_url, tmp_path
+):
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": fresh_database_url, "MODEL_DIR": str(tmp_path / "models")}
+    )
+    with app.app_context():
+        upgrade(revision="b6762762d240")
+        insert = text(
+            "INSERT INTO training_runs (status, reason, requested_by, created_at, cancel_requested)"
+            " VALUES (:status, 'admin', 'admin', CURRENT_TIMESTAMP, false)"
+        )
+        with db.engine.begin() as connection:
+            for status in ("succeeded", "queued", "queued", "running"):
+                connection.execute(insert, {"status": status})
+        upgrade(revision="ab10dafea6c4")
+        with db.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT id, status, error FROM training_runs ORDER BY id")
+            ).all()
+        assert [(r.id, r.status) for r in rows] == [
+            (1, "succeeded"),
+            (2, "queued"),
+            (3, "failed"),
+            (4, "failed"),
+        ]
+        assert "simultaneous requests" in rows[2].error
+        downgrade(revision="base")
         db.engine.dispose()

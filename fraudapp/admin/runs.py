@@ -19,7 +19,10 @@ METRICS = ("auc", "ap", "cp_at_100", "precision", "recall", "f1", "threshold")
 @bp.get("/runs")
 @role_required("admin")
 def training_runs():
-    """Recent runs, the registry's versions with the serving one, the triggers and the buttons."""
+    """Recent runs, the registry's versions with the serving one, the triggers and the buttons.
+
+    A running run whose trainer went silent is failed first (no trainer may be left to notice)."""
+    _fail_stale()
     return render_template(
         "admin/runs.html",
         runs=runs_service.recent(),
@@ -34,7 +37,8 @@ def training_runs():
 @bp.post("/runs")
 @role_required("admin")
 def retrain():
-    """Queue a run for the trainer (or show the one already queued or running)."""
+    """Queue a run for the trainer (or show the one already queued or running; a run whose
+    trainer went silent is failed and a new one queued)."""
     run = runs_service.request_run("admin", current_user.username)
     if run.status == "queued":
         flash(f"Training run {run.id} is queued; the trainer will pick it up.", "success")
@@ -47,6 +51,7 @@ def retrain():
 @role_required("admin")
 def training_run(run_id: int):
     """One run: status and progress (polled while active), windows, candidate against champion."""
+    _fail_stale()
     run = db.get_or_404(TrainingRun, run_id)
     return render_template("admin/run.html", run=run, metrics=METRICS, serving=releases.current())
 
@@ -54,7 +59,9 @@ def training_run(run_id: int):
 @bp.get("/runs/<int:run_id>.json")
 @role_required("admin")
 def training_run_json(run_id: int):
-    """A run's status and progress, for the page's polling script."""
+    """A run's status and progress, for the page's polling script (so a run whose trainer died
+    turns failed on the page within the stale limit)."""
+    _fail_stale()
     run = db.get_or_404(TrainingRun, run_id)
     return jsonify(
         {
@@ -72,6 +79,10 @@ def training_run_json(run_id: int):
             "finished_at": _iso(run.finished_at),
         }
     )
+
+
+def _fail_stale() -> None:
+    runs_service.fail_stale(current_app.config["TRAINER_STALE_SECONDS"])
 
 
 def _iso(value) -> str | None:

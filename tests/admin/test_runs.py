@@ -1,11 +1,14 @@
 """Training runs: queue, claim, execute, policy, cancel, stale runs, trainer, admin pages."""
 
+import contextlib
 import datetime as dt
 import shutil
 import threading
+import time
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fraudapp.extensions import db
 from fraudapp.ml.metrics import evaluate
@@ -137,30 +140,196 @@ def test_flask_trainer_once_works_a_queued_run_and_exits(small, stored_history, 
     assert result.output.endswith("1 run(s) done\n")
 
 
-def test_a_stale_running_run_is_marked_failed(app):
+def _running(heartbeat_age: float) -> TrainingRun:
+    """A running run whose last heartbeat is `heartbeat_age` seconds old."""
     now = utcnow()
-    stale = TrainingRun(
+    run = TrainingRun(
         reason="cli",
         requested_by="cli",
         status="running",
+        worker="gone:1",
         started_at=now - dt.timedelta(minutes=30),
-        heartbeat_at=now - dt.timedelta(minutes=10),
+        heartbeat_at=now - dt.timedelta(seconds=heartbeat_age),
     )
-    alive = TrainingRun(
-        reason="cli",
-        requested_by="cli",
-        status="running",
-        started_at=now - dt.timedelta(minutes=30),
-        heartbeat_at=now,
-    )
-    db.session.add_all([stale, alive])
+    db.session.add(run)
     db.session.commit()
+    return run
+
+
+def test_a_stale_running_run_is_marked_failed(app):
+    stale = _running(600)
+    heard = f"{stale.heartbeat_at:%H:%M:%S}"
     assert runs.fail_stale(120) == 1
     db.session.refresh(stale)
-    db.session.refresh(alive)
-    assert stale.status == "failed" and "heartbeat" in stale.error and stale.finished_at
-    assert alive.status == "running"
+    assert stale.status == "failed" and stale.finished_at
+    assert stale.error == (
+        f"the trainer stopped sending heartbeats at {heard} UTC (it died or lost the database)"
+    )
+    alive = _running(0)
     assert runs.fail_stale(120) == 0
+    db.session.refresh(alive)
+    assert alive.status == "running"
+
+
+def test_the_default_stale_limit_is_a_few_heartbeats(app):
+    # A trainer beats every TRAINER_HEARTBEAT_SECONDS; half a minute of silence means it is gone.
+    beat, limit = app.config["TRAINER_HEARTBEAT_SECONDS"], app.config["TRAINER_STALE_SECONDS"]
+    assert 2 * beat < limit < 30
+    run = _running(30)
+    runs.request_run("cli", "cli")
+    db.session.refresh(run)
+    assert run.status == "failed"
+
+
+def test_the_database_holds_one_active_run_at_most(app):
+    db.session.add_all(
+        [TrainingRun(reason="cli", requested_by="cli", status=s) for s in ("failed",) * 2]
+        + [TrainingRun(reason="cli", requested_by="cli", status="succeeded")]
+        + [TrainingRun(reason="cli", requested_by="cli", status="queued")]
+    )
+    db.session.commit()
+    for status in ("queued", "running"):
+        db.session.add(TrainingRun(reason="cli", requested_by="cli", status=status))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()
+    assert db.session.scalar(select(db.func.count()).select_from(TrainingRun)) == 4
+
+
+def _all_check_then_all_insert(parties: int):
+    """Hold every INSERT of a training run until `parties` threads reach one: each has checked
+    for an active run (and found none) before any inserts — the race of simultaneous clicks."""
+    barrier = threading.Barrier(parties)
+
+    def hold(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO TRAINING_RUNS"):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=10)
+
+    return hold
+
+
+@pytest.mark.parametrize("via", ["request_run", "button"])
+def test_simultaneous_requests_queue_one_run(app, users, via):
+    parties = 4
+    hold = _all_check_then_all_insert(parties)
+    got: list = []
+    errors: list = []
+
+    def request() -> None:
+        with app.app_context():
+            try:
+                if via == "request_run":
+                    got.append(runs.request_run("admin", "admin").id)
+                else:
+                    client = app.test_client()
+                    login(client, "admin")
+                    response = client.post("/admin/runs")
+                    assert response.status_code == 302, response.status_code
+                    got.append(int(response.location.rsplit("/", 1)[1]))
+            except Exception as exc:  # noqa: BLE001 — reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    event.listen(db.engine, "before_cursor_execute", hold)
+    try:
+        threads = [threading.Thread(target=request) for _ in range(parties)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", hold)
+    assert not errors, errors
+    assert len(got) == parties and len(set(got)) == 1
+    assert db.session.scalar(select(db.func.count()).select_from(TrainingRun)) == 1
+    assert db.session.scalar(select(TrainingRun.id)) == got[0]
+    assert len(_actions("retrain.requested")) == 1
+
+
+def test_a_stale_run_is_failed_when_an_admin_opens_the_runs_page(client, users):
+    login(client, "admin")
+    run = _running(600)
+    heard = f"{run.heartbeat_at:%H:%M:%S}"
+    page = client.get("/admin/runs")
+    assert page.status_code == 200
+    db.session.refresh(run)
+    assert run.status == "failed" and run.finished_at
+    page = client.get(f"/admin/runs/{run.id}").text
+    assert 'id="run-error"' in page and f"stopped sending heartbeats at {heard} UTC" in page
+
+
+def test_its_page_shows_a_dead_trainer_run_failed(client, users):
+    login(client, "admin")
+    run = _running(600)
+    body = client.get(f"/admin/runs/{run.id}.json").get_json()
+    assert body["status"] == "failed" and body["active"] is False
+    assert body["error"].startswith("the trainer stopped sending heartbeats at ")
+
+
+def test_retrain_now_fails_a_stale_run_and_queues_a_new_one(client, users):
+    login(client, "admin")
+    stale = _running(600)
+    response = client.post("/admin/runs")
+    new = db.session.scalar(select(TrainingRun).where(TrainingRun.id != stale.id))
+    assert new is not None and (new.status, new.reason) == ("queued", "admin")
+    assert response.location.endswith(f"/admin/runs/{new.id}")
+    assert f"Training run {new.id} is queued" in client.get(response.location).text
+    db.session.refresh(stale)
+    assert stale.status == "failed" and "stopped sending heartbeats" in stale.error
+    # a live run is left alone: the button shows it
+    runs.claim("test:1")
+    page = client.post("/admin/runs", follow_redirects=True).text
+    assert f"Training run {new.id} is already running" in page
+
+
+def test_a_run_failed_meanwhile_publishes_nothing(small, stored_history, monkeypatch):
+    versions_before = registry().versions()
+    runs.request_run("admin", "admin")
+    run = runs.claim("test:1")
+
+    def train_while_taken_for_dead(history, windows):
+        # Its heartbeats were late: another process failed the run while it trained.
+        with db.engine.begin() as connection:
+            connection.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id == run.id)
+                .values(status="failed", error="the trainer stopped sending heartbeats")
+            )
+        return None  # never used: the run stops at its next step
+
+    monkeypatch.setattr(runs, "train", train_while_taken_for_dead)
+    run = runs.execute(run)
+    assert run.status == "failed" and run.error == "the trainer stopped sending heartbeats"
+    assert run.version is None
+    assert registry().versions() == versions_before and registry().current() == "v1"
+
+
+def test_a_heartbeat_that_fails_once_keeps_beating(app, monkeypatch, caplog):
+    run = _running(600)
+    app.config["TRAINER_HEARTBEAT_SECONDS"] = 0.05
+    real_update, calls = runs.update, []
+
+    def flaky_update(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE", {}, Exception("connection lost"))
+        return real_update(*args)
+
+    monkeypatch.setattr(runs, "update", flaky_update)
+    stop = threading.Event()
+    beat = threading.Thread(target=runs._heartbeat, args=(app, run.id, stop))
+    beat.start()
+    deadline = time.monotonic() + 10
+    while len(calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    beat.join()
+    assert len(calls) >= 3
+    db.session.refresh(run)
+    assert run.heartbeat_at > utcnow() - dt.timedelta(seconds=10)
+    assert f"run {run.id}: heartbeat not saved" in caplog.text
 
 
 def test_cancelling_a_queued_run(app):
@@ -214,11 +383,8 @@ def test_two_claims_never_return_the_same_run(app):
     assert runs.claim("b") is None
 
 
-def test_concurrent_claims_take_different_runs(app):
-    db.session.add_all(
-        [TrainingRun(reason="cli", requested_by="cli", status="queued") for _ in range(3)]
-    )
-    db.session.commit()
+def test_concurrent_claims_take_the_queued_run_once(app):
+    runs.request_run("cli", "cli")
     barrier = threading.Barrier(4)
     taken: list = []
 
@@ -235,7 +401,7 @@ def test_concurrent_claims_take_different_runs(app):
     for thread in threads:
         thread.join()
     ids = [i for i in taken if i is not None]
-    assert ids and len(ids) == len(set(ids))
+    assert len(ids) == 1
     rows = db.session.scalars(select(TrainingRun).where(TrainingRun.status == "running")).all()
     assert sorted(r.id for r in rows) == sorted(ids)
     assert len({r.worker for r in rows}) == len(rows)

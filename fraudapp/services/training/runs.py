@@ -5,7 +5,9 @@ The trainer claims one queued run at a time (PostgreSQL: FOR UPDATE SKIP LOCKED,
 never take the same run; SQLite: a conditional UPDATE under its single writer lock), trains on the
 labelled history, scores the candidate and the serving champion on the same, most recent validation
 window, writes a registry version and applies the promotion policy. A heartbeat row update every few
-seconds lets a dead trainer's run be found and failed.
+seconds lets a dead trainer's run be found and failed (`fail_stale`: by the trainer loop, the runs
+pages and every request for a run). The database holds at most one queued or running run (a partial
+unique index), so simultaneous requests queue one run between them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 import numpy as np
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ...extensions import db
 from ...ml.metrics import evaluate, finite
@@ -36,17 +39,28 @@ class RunError(Exception):
 
 
 def request_run(reason: str, requested_by: str) -> TrainingRun:
-    """Queue a run (or return the one already queued or running); audited; commits."""
-    existing = db.session.scalar(
-        select(TrainingRun).where(TrainingRun.status.in_(ACTIVE)).order_by(TrainingRun.id)
-    )
+    """Queue a run (or return the one already queued or running); audited; commits.
+
+    A running run whose trainer went silent is failed first, so a dead trainer's run is not
+    returned. Requests racing each other (several clicks, processes or nodes) get the same run:
+    the database refuses a second active run and the loser returns the winner's.
+    """
+    fail_stale(current_app.config["TRAINER_STALE_SECONDS"])
+    existing = _active()
     if existing:
         return existing
     run = TrainingRun(
         reason=reason, requested_by=requested_by, status="queued", progress="waiting for a trainer"
     )
     db.session.add(run)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        existing = _active()
+        if existing is None:  # not the one-active-run index: a real error
+            raise
+        return existing
     audit.record(
         "retrain.requested", target=f"run {run.id}", details={"reason": reason}, actor=requested_by
     )
@@ -95,6 +109,12 @@ def rollback(by: str) -> str:
     return previous
 
 
+def _active() -> TrainingRun | None:
+    return db.session.scalar(
+        select(TrainingRun).where(TrainingRun.status.in_(ACTIVE)).order_by(TrainingRun.id)
+    )
+
+
 def _get(run_id: int) -> TrainingRun:
     run = db.session.get(TrainingRun, run_id)
     if run is None:
@@ -110,21 +130,56 @@ def recent(limit: int = 50) -> list[TrainingRun]:
 
 
 def fail_stale(max_silence: float) -> int:
-    """Mark failed the running runs whose trainer has been silent too long; how many."""
+    """Mark failed the running runs whose trainer has been silent for more than `max_silence`
+    seconds (killed with no chance to say so, its machine gone, or cut from the database); how
+    many. The error says when the last heartbeat came."""
     limit = utcnow() - dt.timedelta(seconds=max_silence)
-    result = db.session.execute(
-        update(TrainingRun)
-        .where(TrainingRun.status == "running", TrainingRun.heartbeat_at < limit)
-        .values(
-            status="failed",
-            finished_at=utcnow(),
-            progress="failed",
-            error="the trainer stopped sending heartbeats (it died or lost the database)",
+    stale = db.session.execute(
+        select(TrainingRun.id, TrainingRun.heartbeat_at).where(
+            TrainingRun.status == "running", TrainingRun.heartbeat_at < limit
         )
-        .execution_options(synchronize_session=False)
-    )
+    ).all()
+    failed = 0
+    for run_id, heartbeat_at in stale:
+        result = db.session.execute(
+            update(TrainingRun)
+            .where(
+                TrainingRun.id == run_id,
+                TrainingRun.status == "running",
+                TrainingRun.heartbeat_at < limit,
+            )
+            .values(
+                status="failed",
+                finished_at=utcnow(),
+                progress="failed",
+                error=f"the trainer stopped sending heartbeats at {heartbeat_at:%H:%M:%S} UTC "
+                "(it died or lost the database)",
+            )
+            .execution_options(synchronize_session=False)
+        )
+        failed += result.rowcount
     db.session.commit()
-    return result.rowcount
+    return failed
+
+
+def fail_worker(worker: str, error: str) -> list[int]:
+    """Mark failed the runs this trainer is running (it is stopping); their ids; commits."""
+    ids = list(
+        db.session.scalars(
+            select(TrainingRun.id).where(
+                TrainingRun.worker == worker, TrainingRun.status == "running"
+            )
+        )
+    )
+    if ids:
+        db.session.execute(
+            update(TrainingRun)
+            .where(TrainingRun.id.in_(ids), TrainingRun.status == "running")
+            .values(status="failed", finished_at=utcnow(), progress="failed", error=error)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    return ids
 
 
 def claim(worker: str) -> TrainingRun | None:
@@ -196,15 +251,25 @@ def _heartbeat(app, run_id: int, stop: threading.Event) -> None:
     interval = app.config["TRAINER_HEARTBEAT_SECONDS"]
     with app.app_context():
         while not stop.wait(interval):
-            db.session.execute(
-                update(TrainingRun).where(TrainingRun.id == run_id).values(heartbeat_at=utcnow())
-            )
-            db.session.commit()
+            try:
+                db.session.execute(
+                    update(TrainingRun)
+                    .where(TrainingRun.id == run_id)
+                    .values(heartbeat_at=utcnow())
+                )
+                db.session.commit()
+            except SQLAlchemyError as exc:  # a database blip: beat again at the next interval
+                db.session.rollback()
+                app.logger.warning("run %s: heartbeat not saved: %s", run_id, exc)
         db.session.remove()
 
 
 def _step(run: TrainingRun, progress: str) -> None:
-    """Save what the run knows so far with its progress; stop here if cancelled."""
+    """Save what the run knows so far with its progress; stop here if cancelled, or if the run
+    was failed meanwhile (its heartbeats were late: another process took this trainer for dead)."""
+    status = db.session.scalar(select(TrainingRun.status).where(TrainingRun.id == run.id))
+    if status != "running":
+        raise _Abandoned(status)
     run.progress = progress
     db.session.commit()
     if db.session.scalar(select(TrainingRun.cancel_requested).where(TrainingRun.id == run.id)):
@@ -212,6 +277,10 @@ def _step(run: TrainingRun, progress: str) -> None:
 
 
 class _Cancelled(Exception):
+    pass
+
+
+class _Abandoned(Exception):
     pass
 
 
@@ -237,6 +306,9 @@ def _execute(run: TrainingRun) -> None:
     except _Cancelled:
         run.status, run.progress, run.finished_at = "cancelled", "cancelled", utcnow()
         db.session.commit()
+        return
+    except _Abandoned:
+        db.session.rollback()  # keep the failure another process recorded; publish nothing
         return
     run.version = publish(result, history)
     run.promotion = _apply_policy(run)

@@ -1,9 +1,16 @@
 """The trainer process: the loop that works queued training runs, and beside it the courier thread
-that keeps model distribution moving (catalog, announcements, webhook deliveries, its own sync)."""
+that keeps model distribution moving (catalog, announcements, webhook deliveries, its own sync).
+
+SIGTERM or SIGINT stops it at once, even mid-run: the run it was working is marked failed ("the
+trainer was stopped (SIGTERM)"), the courier stops and the loop returns. Failed rather than queued
+again: an admin sees why the run ended and queues another when it suits (a trainer stopped over and
+over, by a deploy or an out-of-memory supervisor, would otherwise pick the same run up for ever).
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -14,7 +21,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from ...extensions import db
 from ...ml.registry import RegistryError
 from ..distribution import agent, catalog, outbox, releases
-from .runs import claim, execute, fail_stale, schedule_due
+from .runs import claim, execute, fail_stale, fail_worker, schedule_due
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Stopped(BaseException):  # noqa: N818 — like KeyboardInterrupt, not an error of the work
+    """Raised in the trainer's main thread by SIGTERM or SIGINT, wherever it is, to unwind the
+    run at once (a BaseException, so no `except Exception` on the way swallows it, and SQLAlchemy
+    discards a connection it interrupted)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum).name
+        super().__init__(self.signal)
 
 
 def worker_name() -> str:
@@ -26,7 +45,8 @@ def work(once: bool, poll_seconds: float, log=print) -> int:
     """The trainer loop: fail stale runs, queue scheduled ones, claim and execute; runs done.
 
     Beside it, a thread delivers due webhooks every second and keeps this process's registry on
-    the current version (with a heartbeat) every NODE_SYNC_SECONDS.
+    the current version (with a heartbeat) every NODE_SYNC_SECONDS. SIGTERM/SIGINT (in the main
+    thread) fail the current run, stop the courier and return.
     """
     config = current_app.config
     name = worker_name()
@@ -36,6 +56,7 @@ def work(once: bool, poll_seconds: float, log=print) -> int:
         target=_courier, daemon=True, args=(current_app._get_current_object(), stop)
     )
     courier.start()
+    previous = _raise_stopped_on_signals()
     try:
         while True:
             fail_stale(config["TRAINER_STALE_SECONDS"])
@@ -54,9 +75,34 @@ def work(once: bool, poll_seconds: float, log=print) -> int:
                 + (f", version {run.version} {run.promotion}" if run.version else "")
                 + (f" — {run.error}" if run.error else "")
             )
+    except Stopped as exc:
+        db.session.remove()  # the interrupted session may hold a broken transaction
+        failed = fail_worker(name, f"the trainer was stopped ({exc.signal})")
+        log(
+            f"trainer: stopped by {exc.signal}"
+            + (f"; run {', '.join(map(str, failed))} marked failed" if failed else "")
+        )
+        return done
     finally:
         stop.set()
         courier.join()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _raise_stopped_on_signals() -> dict:
+    """In the main thread, make the first SIGTERM or SIGINT raise `Stopped` (later ones are
+    ignored while it unwinds); the handlers it replaced, to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    received = []
+
+    def handler(signum, _frame) -> None:
+        if not received:
+            received.append(signum)
+            raise Stopped(signum)
+
+    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
 
 
 def _courier(app, stop: threading.Event) -> None:
