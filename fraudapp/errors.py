@@ -66,11 +66,6 @@ class Outage:
             "database reachable again after %.1f s, %d requests refused", lasted, refused
         )
 
-    @property
-    def down(self) -> bool:
-        """Whether an outage is under way."""
-        return self.since is not None
-
 
 def _first_line(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc

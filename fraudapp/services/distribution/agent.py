@@ -11,6 +11,7 @@ import threading
 from flask import current_app
 from sqlalchemy import select
 
+from ...errors import unreachable
 from ...extensions import db
 from ...ml.registry import RegistryError
 from ...models import NodeStatus, dialect_insert, utcnow
@@ -21,10 +22,12 @@ from .releases import ReleaseError, current, sync
 class Guard:
     """Keeps a background loop alive and honest: each distinct error is logged once with its
     traceback (repeats are counted), and the wait before the next try doubles from
-    BACKGROUND_RETRY_FIRST_SECONDS up to BACKGROUND_RETRY_MAX_SECONDS; a success resets both."""
+    BACKGROUND_RETRY_FIRST_SECONDS up to BACKGROUND_RETRY_MAX_SECONDS; a success resets both. An
+    unreachable database goes into the worker's one log line per outage instead."""
 
     def __init__(self, name: str, app) -> None:
         self.name, self.logger = name, app.logger
+        self.outage = app.extensions.get("fraudapp.outage")
         self.first = float(app.config["BACKGROUND_RETRY_FIRST_SECONDS"])
         self.ceiling = float(app.config["BACKGROUND_RETRY_MAX_SECONDS"])
         self.failures = 0
@@ -34,7 +37,9 @@ class Guard:
         """Log the error unless it repeats the last one; seconds to wait before retrying."""
         self.failures += 1
         key = describe(exc)
-        if key != self.logged:
+        if unreachable(exc) and self.outage is not None:
+            self.outage.failed(exc, refused=False)  # one line per outage, with the requests'
+        elif key != self.logged:
             self.logged = key
             self.logger.error(
                 "%s failed (retrying with back-off): %s", self.name, key, exc_info=exc
