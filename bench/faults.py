@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from tests import processes  # noqa: E402
 from tests.dbproxy import TcpProxy  # noqa: E402
 from tests.processes import (  # noqa: E402
     FLASK,
@@ -60,6 +61,7 @@ from tests.processes import (  # noqa: E402
 )
 
 WORKERS = 2  # gunicorn.conf.py's default
+processes.STEP_TIMEOUT = 1800  # setting up the demo takes long on a busy machine
 
 
 def call(url: str, body: dict, token: str) -> tuple[int, dict]:
@@ -96,8 +98,8 @@ class Clients:
             n += 1
             body = {
                 "tx_datetime": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-                "customer_id": (seed * 7919 + n) % 300,
-                "terminal_id": n % 600,
+                "customer_id": (seed * 7919 + n) % 150,
+                "terminal_id": n % 300,
                 "amount": 10.0 + n % 200,
                 "consent": True,
                 "transaction_id": uuid.uuid4().hex,
@@ -145,9 +147,10 @@ class Deployment:
             "FRAUDAPP_INSTANCE_PATH": str(tmp / name),
             "FRAUDAPP_DATABASE_URL": served,
             "FRAUDAPP_SECRET_KEY": secrets.token_hex(24),
-            "FRAUDAPP_DEMO_CUSTOMERS": "300",
-            "FRAUDAPP_DEMO_TERMINALS": "600",
+            "FRAUDAPP_DEMO_CUSTOMERS": "150",
+            "FRAUDAPP_DEMO_TERMINALS": "300",
             "FRAUDAPP_DEMO_DAYS": "45",
+            "FRAUDAPP_TRAINING_THREADS": "1",
             "FRAUDAPP_NODE_SYNC_SECONDS": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"{name}-metrics"),
             "PYTHONUNBUFFERED": "1",
@@ -216,6 +219,21 @@ class Deployment:
         engine.dispose()
         times = [_epoch(value) for value in rows]
         return len(times) >= 2 and all(t is not None and t > since_wall for t in times)
+
+    def wait_for_workers(self, timeout: float = 90.0) -> None:
+        """Until every worker answers /healthz with 200 (a restarted one has loaded the model)."""
+        seen: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(seen) < WORKERS and time.monotonic() < deadline:
+            try:
+                status, body = healthz(self.url)
+            except OSError:
+                status = 0
+            if status == 200:
+                seen.add(body["worker"])
+            else:
+                seen.clear()
+                time.sleep(0.2)
 
     def worker(self) -> int:
         """The pid of a gunicorn worker."""
@@ -288,6 +306,7 @@ def measure(deploy: Deployment, token: str, args) -> list[dict]:
     with Clients(deploy.url, token, args.clients) as clients:
         time.sleep(args.settle)
         for name, fault in faults:
+            deploy.wait_for_workers()  # each fault starts from a healthy, warm server
             started, ended = fault(deploy, args.hold)
             background = _background(name, deploy, time.time(), ended)
             time.sleep(max(0.0, args.settle - (time.monotonic() - ended)))
