@@ -81,6 +81,7 @@ def _courier(app, stop: threading.Event) -> None:
 
 
 def _deliver() -> None:
+    """Announce releases made on nodes, then deliver the webhooks due."""
     releases.announce_pending()
     outbox.deliver_due()
 
