@@ -55,6 +55,7 @@ bench: install
 	$(PY) bench/predict.py
 	$(PY) bench/quality.py
 	$(PY) bench/distribution.py
+	$(PY) bench/faults.py
 
 # Refresh the vendored front-end files from the npm registry (they are committed under static/).
 vendor:

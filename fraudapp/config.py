@@ -46,6 +46,11 @@ class Defaults(BaseModel):
     MODEL_CHECK_INTERVAL: float = 0.5  # seconds between checks of the CURRENT pointer
     SQLALCHEMY_TRACK_MODIFICATIONS: bool = False
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+    DATABASE_CONNECT_TIMEOUT: int = 3  # whole seconds a PostgreSQL connection attempt may take
+    DATABASE_RETRY_AFTER_SECONDS: int = 5  # Retry-After of the 503 while the database is down
+    HEALTH_DATABASE_CHECK_SECONDS: float = 1.0  # /healthz checks the database at most this often
+    BACKGROUND_RETRY_FIRST_SECONDS: float = 1.0  # a failing background thread retries after this,
+    BACKGROUND_RETRY_MAX_SECONDS: float = 60.0  # ... doubling each time up to this
     MAX_BATCH: int = 1000
     EXPLAIN_TOP: int = 4
     WTF_CSRF_TIME_LIMIT: int | None = None
@@ -234,4 +239,9 @@ def resolve_paths(config: dict, instance_path: str) -> None:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     config["SQLALCHEMY_DATABASE_URI"] = url
+    if url.startswith("postgresql"):  # a cut network fails a connection in seconds, not minutes
+        options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        connect_args = {"connect_timeout": int(config["DATABASE_CONNECT_TIMEOUT"])}
+        options["connect_args"] = connect_args | dict(options.get("connect_args") or {})
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     config["MODEL_DIR"] = config.get("MODEL_DIR") or os.path.join(instance_path, "models")

@@ -1,16 +1,89 @@
-"""Error pages, once for the whole app: JSON for API clients, HTML for people."""
+"""Error pages, once for the whole app: JSON for API clients, HTML for people.
+
+An unreachable database is one of them: every request it breaks answers 503 with Retry-After (a
+load balancer drains the node, a client retries later), and each worker logs one line when an
+outage starts and one when the database answers again, not a traceback per request.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, flash, jsonify, redirect, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from .extensions import db
 
 EXPIRED = "The form expired or lost its security token; please try again."
+UNREACHABLE = "The database cannot be reached just now; please try again in a few seconds."
+
+
+def unreachable(exc: BaseException | None) -> bool:
+    """Whether an exception says the database cannot be reached (refused or lost connections,
+    timeouts, an exhausted pool), as opposed to a bad statement or bad data."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class Outage:
+    """This worker's view of the database: reachable, or down since a time with a count of the
+    requests refused meanwhile. Logs once when an outage starts and once when it ends."""
+
+    def __init__(self, logger) -> None:
+        self.logger = logger
+        self.lock = threading.Lock()
+        self.since: float | None = None
+        self.refused = 0
+
+    def failed(self, exc: BaseException, refused: bool = True) -> None:
+        """A failure to reach the database: the first of an outage is logged, later ones counted."""
+        with self.lock:
+            first = self.since is None
+            if first:
+                self.since, self.refused = time.monotonic(), 0
+            self.refused += refused
+        if first:
+            self.logger.error("database unreachable: %s", _first_line(exc))
+
+    def reached(self) -> None:
+        """The database answered: ends an outage (logged once with its length and count)."""
+        if self.since is None:  # the common case, without taking the lock
+            return
+        with self.lock:
+            if self.since is None:
+                return
+            lasted, refused = time.monotonic() - self.since, self.refused
+            self.since, self.refused = None, 0
+        self.logger.warning(
+            "database reachable again after %.1f s, %d requests refused", lasted, refused
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {text[0] if text else ''}"
+
+
+def outage() -> Outage:
+    """The current app's outage tracker."""
+    return current_app.extensions["fraudapp.outage"]
+
+
+def watch_database(app: Flask) -> None:
+    """Track outages of the app's database: any connection checked out of the pool (after its
+    pre-ping) proves the database reachable again."""
+    tracker = app.extensions["fraudapp.outage"] = Outage(app.logger)
+    with app.app_context():
+        event.listen(db.engine, "checkout", lambda *_args: tracker.reached())
 
 
 def wants_json() -> bool:
@@ -26,14 +99,33 @@ def wants_json() -> bool:
     )
 
 
-def _respond(error: HTTPException):
+def _respond(error: HTTPException, template: str = "errors/error.html"):
     if wants_json():
         return jsonify({"error": error.name, "message": error.description}), error.code
-    return render_template("errors/error.html", error=error), error.code
+    return render_template(template, error=error), error.code
+
+
+def _database_unreachable(exc: BaseException):
+    """503 with Retry-After, JSON or a page that needs no database; the session is rolled back so
+    the pool reconnects on the next request."""
+    with contextlib.suppress(Exception):  # the connection is gone already; the pool drops it
+        db.session.rollback()
+    outage().failed(exc)
+    error = ServiceUnavailable(UNREACHABLE)
+    body, status = _respond(error, "errors/unavailable.html")
+    return body, status, {"Retry-After": str(current_app.config["DATABASE_RETRY_AFTER_SECONDS"])}
 
 
 def register_errorhandlers(app: Flask) -> None:
-    """Attach the handlers; a 500 rolls the session back first."""
+    """Attach the handlers; a 500 rolls the session back first; an unreachable database is a
+    503."""
+    watch_database(app)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeoutError)
+    def database_error(error: DBAPIError):
+        return _database_unreachable(error)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -52,5 +144,7 @@ def register_errorhandlers(app: Flask) -> None:
 
     @app.errorhandler(InternalServerError)
     def internal_error(error: InternalServerError):
+        if unreachable(error.original_exception):  # e.g. a dropped connection's DBAPIError
+            return _database_unreachable(error.original_exception)
         db.session.rollback()
         return _respond(error)

@@ -1,11 +1,16 @@
 """Operations endpoints: /healthz for load balancers and /metrics for Prometheus."""
 
 import os
+import time
 
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import telemetry
+from .errors import outage, unreachable
+from .extensions import db
 from .services import serving
 from .services.monitoring import alerts
 
@@ -14,12 +19,40 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    """200 with the serving version (and which worker answered); 503 while no model serves."""
+    """200 with the serving version (and which worker answered); 503 while no model serves or
+    the database cannot be reached."""
     model = serving.current_model()
     answer = {"role": current_app.config["ROLE"], "worker": os.getpid()}
+    problem = database_problem()
+    if problem:
+        version = model and model.version
+        body = {"status": "database unreachable", "error": problem, "model_version": version}
+        retry = str(current_app.config["DATABASE_RETRY_AFTER_SECONDS"])
+        return jsonify(body | answer), 503, {"Retry-After": retry}
     if model is None:
         return jsonify({"status": "no model", "model_version": None, **answer}), 503
     return jsonify({"status": "ok", "model_version": model.version, **answer})
+
+
+def database_problem() -> str | None:
+    """Why the database does not answer `SELECT 1` (None when it does); asked at most once per
+    HEALTH_DATABASE_CHECK_SECONDS per worker, so load balancers polling often do not load it."""
+    app = current_app._get_current_object()
+    last = app.extensions.get("fraudapp.health_db")
+    now = time.monotonic()
+    if last and now - last[0] < app.config["HEALTH_DATABASE_CHECK_SECONDS"]:
+        return last[1]
+    problem = None
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        if not unreachable(exc):
+            raise
+        outage().failed(exc, refused=False)
+        problem = "the database cannot be reached"
+    app.extensions["fraudapp.health_db"] = (time.monotonic(), problem)
+    return problem
 
 
 @bp.get("/metrics")

@@ -457,6 +457,9 @@ class NodeStatus(db.Model):
     version: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(500))
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     def __repr__(self) -> str:
         return f"<NodeStatus {self.name} {self.version}>"

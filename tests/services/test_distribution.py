@@ -35,6 +35,7 @@ from fraudapp.models import (
 from fraudapp.services.distribution import agent, catalog, outbox, receiver, releases
 from fraudapp.services.serving import registry
 from fraudapp.services.training import runs
+from fraudapp.services.training import trainer as trainer_loop
 from fraudapp.signing import HEADER, artifact_message, sign
 from tests.conftest import login
 
@@ -452,3 +453,107 @@ def test_sync_ends_on_the_latest_release_when_one_lands_while_it_installs(app, m
     monkeypatch.setattr(releases, "ensure_installed", racing)
     assert releases.sync() == v3
     assert registry().current() == v3
+
+
+def _until(condition, timeout: float = 20.0):
+    """Wait for `condition()` to be truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value
+
+
+def _status(name: str) -> NodeStatus | None:
+    db.session.expire_all()
+    return db.session.get(NodeStatus, name)
+
+
+def test_the_node_agent_survives_an_unwritable_model_dir(
+    app, client, users, node, monkeypatch, caplog
+):
+    """A model dir that cannot be written (root ignores chmod, so the write itself fails here):
+    the agent thread logs once, backs off, reports the error and heals once the dir is fixed."""
+    app.config["NODES"] = []  # no webhook: the node's agent must install the release itself
+    releases.release("v1", "promote", "admin")
+    node["app"].config.update(
+        NODE_SYNC_SECONDS=0.05,
+        BACKGROUND_RETRY_FIRST_SECONDS=0.05,
+        BACKGROUND_RETRY_MAX_SECONDS=0.2,
+    )
+    tries = []
+
+    def unwritable(self, *args, **kwargs):
+        tries.append(1)
+        raise PermissionError(13, "Permission denied", str(self.root))
+
+    monkeypatch.setattr(Registry, "install", unwritable)
+    stop = threading.Event()
+    thread = agent.start_agent(node["app"], stop)
+    try:
+        _until(lambda: len(tries) >= 4)
+        assert thread.is_alive()
+        status = _until(lambda: _status("node-a"))
+        assert status.error.startswith("PermissionError") and status.last_success_at is None
+        logged = [r for r in caplog.records if "node agent failed" in r.getMessage()]
+        assert len(logged) == 1 and logged[0].exc_info  # once, with its traceback
+        login(client, users["admin"])
+        page = client.get("/admin/nodes")
+        assert "PermissionError" in page.text and "never" in page.text
+
+        monkeypatch.undo()  # the directory is writable again
+        healed = _until(lambda: (row := _status("node-a")) and row.last_success_at and row)
+        assert healed.error is None and healed.last_error.startswith("PermissionError")
+        assert node["registry"].current() == "v1"
+        assert any("node agent works again" in r.getMessage() for r in caplog.records)
+        page = client.get("/admin/nodes")
+        assert "last error" in page.text and "never" not in page.text.split('id="endpoints"')[0]
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_the_trainer_courier_survives_any_error_and_reports_it(app, node, monkeypatch, caplog):
+    """Webhook delivery failing with an error no one expected (a read-only file system): the
+    courier thread lives on, reports it on the trainer's row and delivers once it can."""
+    app.config.update(
+        NODE_NAME="trainer-a",
+        NODE_SYNC_SECONDS=0.2,
+        BACKGROUND_RETRY_FIRST_SECONDS=0.05,
+        BACKGROUND_RETRY_MAX_SECONDS=0.2,
+    )
+    delivery = outbox.announce(catalog.register_if_local("v1"))[0]
+    db.session.commit()
+    tries = []
+    deliver_due = outbox.deliver_due
+
+    def broken(*args, **kwargs):
+        tries.append(1)
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(outbox, "deliver_due", broken)
+    stop = threading.Event()
+    thread = threading.Thread(target=trainer_loop._courier, args=(app, stop), daemon=True)
+    thread.start()
+    try:
+        _until(lambda: len(tries) >= 4)
+        assert thread.is_alive()
+        status = _until(lambda: (row := _status("trainer-a")) and row.last_error and row)
+        assert status.last_error.startswith("OSError: [Errno 30] Read-only file system")
+        assert db.session.get(WebhookDelivery, delivery.id).status == "pending"
+        logged = [
+            r for r in caplog.records if "trainer courier (webhooks) failed" in r.getMessage()
+        ]
+        assert len(logged) == 1 and logged[0].exc_info
+
+        monkeypatch.setattr(outbox, "deliver_due", deliver_due)
+        _until(
+            lambda: (
+                (db.session.expire_all(), db.session.get(WebhookDelivery, delivery.id))[1].status
+                == "delivered"
+            )
+        )
+        assert _until(lambda: _status("trainer-a").last_success_at)
+    finally:
+        stop.set()
+        thread.join(10)

@@ -10,13 +10,55 @@ import threading
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
+from ...errors import unreachable
 from ...extensions import db
 from ...ml.registry import RegistryError
 from ...models import NodeStatus, dialect_insert, utcnow
 from ..serving import registry
 from .releases import ReleaseError, current, sync
+
+
+class Guard:
+    """Keeps a background loop alive and honest: each distinct error is logged once with its
+    traceback (repeats are counted), and the wait before the next try doubles from
+    BACKGROUND_RETRY_FIRST_SECONDS up to BACKGROUND_RETRY_MAX_SECONDS; a success resets both. An
+    unreachable database goes into the worker's one log line per outage instead."""
+
+    def __init__(self, name: str, app) -> None:
+        self.name, self.logger = name, app.logger
+        self.outage = app.extensions.get("fraudapp.outage")
+        self.first = float(app.config["BACKGROUND_RETRY_FIRST_SECONDS"])
+        self.ceiling = float(app.config["BACKGROUND_RETRY_MAX_SECONDS"])
+        self.failures = 0
+        self.logged: str | None = None
+
+    def failed(self, exc: BaseException) -> float:
+        """Log the error unless it repeats the last one; seconds to wait before retrying."""
+        self.failures += 1
+        key = describe(exc)
+        if unreachable(exc) and self.outage is not None:
+            self.outage.failed(exc, refused=False)  # one line per outage, with the requests'
+        elif key != self.logged:
+            self.logged = key
+            self.logger.error(
+                "%s failed (retrying with back-off): %s", self.name, key, exc_info=exc
+            )
+        return min(self.first * 2 ** (self.failures - 1), self.ceiling)
+
+    def succeeded(self) -> None:
+        """A round went through: back to the normal pace (logged when it follows failures)."""
+        if self.failures:
+            self.logger.warning("%s works again after %d failed tries", self.name, self.failures)
+        self.failures, self.logged = 0, None
+
+
+def describe(exc: BaseException) -> str:
+    """An error as the nodes page shows it: its type and first line."""
+    if isinstance(exc, ReleaseError | RegistryError):
+        return str(exc)[:500]
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
 
 
 def node_name() -> str:
@@ -26,16 +68,22 @@ def node_name() -> str:
 
 
 def heartbeat(error: str | None = None) -> None:
-    """Report the version this node's registry serves; commits."""
+    """Report the version this node's registry serves, and either a success or the error of this
+    round (kept as the last error until the next one); commits."""
     config = current_app.config
+    now = utcnow()
     values = {
         "name": node_name(),
         "role": config["ROLE"],
         "url": config["NODE_URL"],
         "version": registry().current(),
         "error": (error or None) and error[:500],
-        "heartbeat_at": utcnow(),
+        "heartbeat_at": now,
     }
+    if error:
+        values |= {"last_error": error[:500], "last_error_at": now}
+    else:
+        values["last_success_at"] = now
     statement = dialect_insert(NodeStatus.__table__).values(values)
     db.session.execute(
         statement.on_conflict_do_update(
@@ -62,6 +110,9 @@ def nodes() -> list[dict]:
                 "version": row.version,
                 "heartbeat_at": seen,
                 "error": row.error,
+                "last_success_at": row.last_success_at,
+                "last_error": row.last_error,
+                "last_error_at": row.last_error_at,
                 "behind": row.version != target,
                 "silent": now - seen > silent_after,
             }
@@ -69,40 +120,55 @@ def nodes() -> list[dict]:
     return rows
 
 
-def start_agent(app) -> threading.Thread | None:
+def start_agent(app, stop: threading.Event | None = None) -> threading.Thread | None:
     """Start this worker's sync-and-heartbeat thread (a node converges on start, then every
-    NODE_SYNC_SECONDS); None when switched off (NODE_SYNC_SECONDS = 0)."""
+    NODE_SYNC_SECONDS) until `stop` is set (never, by default); None when switched off
+    (NODE_SYNC_SECONDS = 0)."""
     interval = float(app.config["NODE_SYNC_SECONDS"])
     if interval <= 0:
         return None
     thread = threading.Thread(
-        target=_agent, args=(app, interval), daemon=True, name="fraudapp-node-agent"
+        target=_agent,
+        args=(app, interval, stop or threading.Event()),
+        daemon=True,
+        name="fraudapp-node-agent",
     )
     thread.start()
     return thread
 
 
-def _agent(app, interval: float) -> None:
-    while True:
-        with app.app_context():
-            tick()
-        threading.Event().wait(interval * random.uniform(0.8, 1.2))  # noqa: S311 (jitter)
+def _agent(app, interval: float, stop: threading.Event) -> None:
+    """The thread: a tick every `interval` (with jitter); whatever a tick raises is logged and
+    retried with back-off, so the thread outlives any fault."""
+    guard = Guard("node agent", app)
+    while not stop.is_set():
+        wait = interval * random.uniform(0.8, 1.2)  # noqa: S311 (jitter)
+        try:
+            with app.app_context():
+                try:
+                    tick()
+                finally:
+                    db.session.remove()
+            guard.succeeded()
+        except Exception as exc:  # the thread must survive anything
+            wait = guard.failed(exc)
+        stop.wait(wait)
 
 
 def tick() -> None:
-    """One round of the agent: converge on the current version, then report."""
-    error = None
+    """One round of the agent: converge on the current version, then report it with this round's
+    success or error; raises what went wrong (after reporting it, when the database allows)."""
+    failure = None
     try:
         sync()
-    except (ReleaseError, RegistryError) as exc:
-        error = str(exc)
-        current_app.logger.error("could not switch to the current model version: %s", exc)
-    except SQLAlchemyError as exc:
+    except Exception as exc:  # reported below, then raised
         db.session.rollback()
-        current_app.logger.error("node sync: database unavailable: %s", exc)
-        return
+        failure = exc
     try:
-        heartbeat(error)
-    except SQLAlchemyError as exc:
+        heartbeat(failure and describe(failure))
+    except Exception:
         db.session.rollback()
-        current_app.logger.error("node heartbeat: database unavailable: %s", exc)
+        if failure is None:
+            raise
+    if failure is not None:
+        raise failure

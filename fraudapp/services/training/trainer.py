@@ -9,6 +9,7 @@ over, by a deploy or an out-of-memory supervisor, would otherwise pick the same 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,10 +17,8 @@ import threading
 import time
 
 from flask import current_app
-from sqlalchemy.exc import SQLAlchemyError
 
 from ...extensions import db
-from ...ml.registry import RegistryError
 from ..distribution import agent, catalog, outbox, releases
 from .runs import claim, execute, fail_stale, fail_worker, schedule_due
 
@@ -107,23 +106,47 @@ def _raise_stopped_on_signals() -> dict:
 
 def _courier(app, stop: threading.Event) -> None:
     """Advertise this registry's versions in the catalog once; then announce releases made on
-    nodes and deliver due webhooks every second; sync and report every NODE_SYNC_SECONDS."""
-    sync_every = float(app.config["NODE_SYNC_SECONDS"]) or float("inf")
-    synced_at = float("-inf")
-    advertised = False
+    nodes and deliver due webhooks every second; sync and report every NODE_SYNC_SECONDS.
+
+    Each of the three has its own back-off: whatever one raises is logged (once per distinct
+    error), reported on the trainer's row of the nodes page when the database allows, and retried
+    after 1, 2, 4 ... s, while the others go on; the thread never dies.
+    """
+    steps = {
+        "catalog": (catalog.advertise, float("inf")),  # once
+        "sync": (agent.tick, float(app.config["NODE_SYNC_SECONDS"]) or float("inf")),
+        "webhooks": (_deliver, 1.0),
+    }
+    guards = {name: agent.Guard(f"trainer courier ({name})", app) for name in steps}
+    due = dict.fromkeys(steps, 0.0)
     while not stop.is_set():
+        for name, (step, every) in steps.items():
+            if time.monotonic() >= due[name]:
+                due[name] = time.monotonic() + _attempt(app, step, guards[name], every)
+        stop.wait(1.0)
+
+
+def _deliver() -> None:
+    """Announce releases made on nodes, then deliver the webhooks due."""
+    releases.announce_pending()
+    outbox.deliver_due()
+
+
+def _attempt(app, step, guard: agent.Guard, every: float) -> float:
+    """Run one step of the courier; seconds until it is due again."""
+    try:
         with app.app_context():
             try:
-                if not advertised:
-                    catalog.advertise()
-                    advertised = True
-                if time.monotonic() - synced_at >= sync_every:
-                    agent.tick()
-                    synced_at = time.monotonic()
-                releases.announce_pending()
-                outbox.deliver_due()
-            except (SQLAlchemyError, RegistryError, releases.ReleaseError) as exc:
+                step()
+            except Exception as exc:
                 db.session.rollback()
-                app.logger.error("trainer: model distribution: %s", exc)
-            db.session.remove()
-        stop.wait(1.0)
+                if step is not agent.tick:  # a tick reports its own errors
+                    with contextlib.suppress(Exception):  # the database may be the fault
+                        agent.heartbeat(agent.describe(exc))
+                raise
+            finally:
+                db.session.remove()
+    except Exception as exc:  # the thread must survive anything
+        return guard.failed(exc)
+    guard.succeeded()
+    return every
