@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from fraudapp import config as settings
 from fraudapp import create_app
 from fraudapp.extensions import db
 from fraudapp.ml.simulate import simulate
@@ -93,6 +94,11 @@ def _make_app(database_url: str, model_dir: Path):
             "TRAINING_PARAMS": FAST_TRAINING_PARAMS,
         }
     )
+
+
+def settings_of(app) -> dict:
+    """An app's settings, to make another app like it (without what the factory derives)."""
+    return {key: value for key, value in app.config.items() if key in settings.KNOWN}
 
 
 def _reset_schema() -> None:

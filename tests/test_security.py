@@ -15,7 +15,7 @@ from fraudapp import jsonbody
 from fraudapp.extensions import db
 from fraudapp.models import Transaction
 from fraudapp.signing import HEADER, sign
-from tests.conftest import after_history
+from tests.conftest import after_history, settings_of
 
 SECRET = "webhook-secret-for-tests-" + "x" * 16
 DEEP = 1000
@@ -71,7 +71,7 @@ def test_hsts_only_when_the_session_cookie_is_secure(app, client):
     app.config["SESSION_COOKIE_SECURE"] = True
     from fraudapp import create_app
 
-    secure = create_app(dict(app.config))
+    secure = create_app(settings_of(app))
     response = secure.test_client().get("/", base_url="https://localhost")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     assert secure.config["SESSION_COOKIE_SECURE"] is True

@@ -9,10 +9,10 @@ import socket
 
 import pytest
 
-from fraudapp import config as settings
 from fraudapp import create_app
 from fraudapp.extensions import db
 from fraudapp.services import tokens
+from tests.conftest import settings_of
 
 REDIS = ("127.0.0.1", 6379)
 
@@ -60,11 +60,6 @@ def _dispose(*apps) -> None:
             db.engine.dispose()
 
 
-def _settings(app) -> dict:
-    """The test app's settings, for another app like it (not what the app derives from them)."""
-    return {key: value for key, value in app.config.items() if key in settings.KNOWN}
-
-
 def _redis_reachable() -> bool:
     try:
         socket.create_connection(REDIS, timeout=0.5).close()
@@ -80,7 +75,7 @@ def test_limits_are_shared_through_redis(app, token):
 
     # a limit of its own, so that counts left by earlier runs cannot meet this one
     limit = f"2 per {secrets.randbelow(10**6) + 10**6} seconds"
-    config = _settings(app) | {
+    config = settings_of(app) | {
         "RATELIMIT_STORAGE_URI": f"redis://{REDIS[0]}:{REDIS[1]}/0",
         "API_RATE_LIMIT": limit,
     }
@@ -107,7 +102,7 @@ def test_an_unreachable_storage_does_not_stop_the_api(app, token):
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = _settings(app) | {"RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{port}/0"}
+    config = settings_of(app) | {"RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{port}/0"}
     made = create_app(config)
     client = made.test_client()
     auth = {"Authorization": f"Bearer {token}"}
