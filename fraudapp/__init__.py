@@ -22,6 +22,7 @@ from .health import bp as health_bp
 from .hooks import artifacts, hooks
 from .ml.registry import Registry, ServingModel
 from .predict import bp as predict_bp
+from .routing import register_converters
 from .templating import register_template_filters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     configure(app, test_config)
     register_extensions(app)
     register_model(app)
+    register_converters(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_template_filters(app)

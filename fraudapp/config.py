@@ -17,6 +17,7 @@ class Defaults:
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     MAX_BATCH = 1000
+    CLOCK_SKEW_SECONDS: int = 300  # a transaction may be dated this far past the server's clock
     EXPLAIN_TOP = 4
     WTF_CSRF_TIME_LIMIT = None
     SESSION_COOKIE_HTTPONLY = True

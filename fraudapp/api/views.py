@@ -65,7 +65,7 @@ def create_predictions():
     return jsonify(scoring.score(tx, consent, explain).as_json(explain)), 201
 
 
-@bp.post("/predictions/<int:prediction_id>/feedback")
+@bp.post("/predictions/<id:prediction_id>/feedback")
 @token_required
 def prediction_feedback(prediction_id: int):
     """`{"correct": bool}` or `{"label": "fraud"|"genuine"}` on a stored prediction."""
