@@ -83,7 +83,7 @@ def _audit_filters(form: AuditFilterForm) -> dict:
         return None
 
     return {
-        "actor": (form.actor.data if not form.actor.errors else None) or None,
+        "actor": form.actor.data if form.actor.data and not form.actor.errors else None,
         "action": form.action.data or None,
         "since": day(form.since),
         "until": day(form.until, 1),

@@ -10,6 +10,7 @@ from flask_login import current_user, login_user, logout_user
 from ..extensions import db, login_manager
 from ..models import User
 from ..services import accounts, audit
+from ..services.transactions.limits import CONTROL
 from . import bp
 from .forms import LoginForm
 
@@ -29,6 +30,7 @@ def safe_next(target: str | None) -> str:
         and not target.startswith("//")
         and not urlsplit(target).netloc
         and "\\" not in target
+        and not CONTROL.search(target)  # a line break would split the Location header
     ):
         return target
     return url_for("feedback.review_queue")

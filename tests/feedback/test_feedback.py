@@ -188,3 +188,9 @@ def test_labelling_an_id_no_row_can_have_changes_nothing(client, auth, users):
         )
         assert response.status_code == 200
     assert db.session.scalar(select(func.count()).select_from(Label)) == 0
+
+
+def test_a_next_with_a_line_break_goes_to_the_queue(client, users):
+    login(client, "analyst")
+    response = client.post("/review/label", data={"row": "1:fraud", "next": "/review\r\nX-A: b"})
+    assert response.status_code == 302 and response.location == "/review"
