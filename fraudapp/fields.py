@@ -35,7 +35,7 @@ class NumberField(DecimalField):
     def process_formdata(self, valuelist) -> None:
         """Parse as a decimal, then check it is a usable number."""
         super().process_formdata(valuelist)
-        if self.data is not None:
+        if valuelist and self.data is not None:
             try:
                 limits.check_number(self.data)
             except ValueError as exc:

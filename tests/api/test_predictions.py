@@ -208,7 +208,7 @@ def test_times_before_1990_are_refused_even_at_the_calendars_edge(client, auth, 
 def test_control_characters_in_a_transaction_id_are_a_field_error(client, auth, value):
     response = client.post("/api/v1/predictions", json=_tx(transaction_id=value), headers=auth)
     assert response.status_code == 400
-    assert "control characters" in response.get_json()["errors"]["transaction_id"][0]
+    assert list(response.get_json()["errors"]) == ["transaction_id"]  # a surrogate: not a string
     assert _count(Transaction) == 0
 
 

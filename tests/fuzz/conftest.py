@@ -19,6 +19,4 @@ def pytest_terminal_summary(terminalreporter) -> None:
     """One line with the number of generated requests, when the fuzz tests ran."""
     if SENT:
         parts = ", ".join(f"{name} {n}" for name, n in sorted(SENT.items()))
-        terminalreporter.write_line(
-            f"fuzz: {sum(SENT.values())} generated requests ({parts}), no 5xx"
-        )
+        terminalreporter.write_line(f"fuzz: {sum(SENT.values())} generated requests sent ({parts})")

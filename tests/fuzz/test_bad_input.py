@@ -20,7 +20,7 @@ from tests.conftest import login, predict
 pytestmark = pytest.mark.slow
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
