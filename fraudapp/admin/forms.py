@@ -40,7 +40,8 @@ class PeriodForm(FlaskForm):
         if start > end:
             start, end = end, start
         granularity = self.granularity.data if not self.granularity.errors else "day"
-        return Period(start, end, granularity or "day", self.model_version.data or None)
+        version = self.model_version.data if not self.model_version.errors else None
+        return Period(start, end, granularity or "day", version or None)
 
 
 class ThresholdForm(FlaskForm):
