@@ -23,6 +23,7 @@ from .health import bp as health_bp
 from .hooks import artifacts, hooks
 from .ml.registry import Registry, ServingModel
 from .predict import bp as predict_bp
+from .routing import register_converters
 from .templating import register_template_filters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +43,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_extensions(app)
     register_security(app)
     register_model(app)
+    register_converters(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_template_filters(app)

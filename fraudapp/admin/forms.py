@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
-    DecimalField,
     PasswordField,
     SelectField,
     StringField,
@@ -16,6 +15,7 @@ from wtforms import (
 from wtforms.validators import URL, DataRequired, Length, NumberRange, Optional
 
 from ..feedback.forms import choices
+from ..fields import NumberField, plain_text
 from ..services.monitoring.figures import Period
 
 
@@ -29,7 +29,7 @@ class PeriodForm(FlaskForm):
     end = DateField("To", validators=[Optional()])
     granularity = SelectField("By", choices=choices(["day", "week"]), default="day")
     model_version = SelectField("Model", choices=choices([""]), default="")
-    target_precision = DecimalField(
+    target_precision = NumberField(
         "Precision target", places=2, default=0.8, validators=[Optional(), NumberRange(0.01, 1)]
     )
 
@@ -40,13 +40,14 @@ class PeriodForm(FlaskForm):
         if start > end:
             start, end = end, start
         granularity = self.granularity.data if not self.granularity.errors else "day"
-        return Period(start, end, granularity or "day", self.model_version.data or None)
+        version = self.model_version.data if not self.model_version.errors else None
+        return Period(start, end, granularity or "day", version or None)
 
 
 class ThresholdForm(FlaskForm):
     """Set the serving threshold."""
 
-    threshold = DecimalField(
+    threshold = NumberField(
         "Serving threshold",
         places=3,
         validators=[
@@ -63,7 +64,7 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    actor = StringField("Who", validators=[Optional()])
+    actor = StringField("Who", validators=[Optional(), plain_text])
     action = SelectField("Action", choices=choices([""]), default="")
     since = DateField("From", validators=[Optional()])
     until = DateField("To", validators=[Optional()])
@@ -76,6 +77,7 @@ class NodeForm(FlaskForm):
         "Node URL",
         validators=[
             DataRequired(message="Enter the node's base URL."),
+            plain_text,
             URL(require_tld=False, message="Enter an http(s) URL such as http://10.0.0.5:8000."),
             Length(max=400),
         ],
@@ -84,6 +86,7 @@ class NodeForm(FlaskForm):
         "Webhook secret",
         validators=[
             DataRequired(message="Enter the node's FRAUDAPP_WEBHOOK_SECRET."),
+            plain_text,
             Length(min=16, max=200, message="Use 16 to 200 characters."),
         ],
     )

@@ -50,7 +50,7 @@ def add_node():
     return redirect(url_for("admin.nodes"))
 
 
-@bp.post("/nodes/<int:endpoint_id>/remove")
+@bp.post("/nodes/<id:endpoint_id>/remove")
 @role_required("admin")
 def remove_node(endpoint_id: int):
     """Stop telling a node of new versions."""

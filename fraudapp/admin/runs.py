@@ -47,7 +47,7 @@ def retrain():
     return redirect(url_for("admin.training_run", run_id=run.id))
 
 
-@bp.get("/runs/<int:run_id>")
+@bp.get("/runs/<id:run_id>")
 @role_required("admin")
 def training_run(run_id: int):
     """One run: status and progress (polled while active), windows, candidate against champion."""
@@ -56,7 +56,7 @@ def training_run(run_id: int):
     return render_template("admin/run.html", run=run, metrics=METRICS, serving=releases.current())
 
 
-@bp.get("/runs/<int:run_id>.json")
+@bp.get("/runs/<id:run_id>.json")
 @role_required("admin")
 def training_run_json(run_id: int):
     """A run's status and progress, for the page's polling script (so a run whose trainer died
@@ -89,7 +89,7 @@ def _iso(value) -> str | None:
     return value.isoformat() if value else None
 
 
-@bp.post("/runs/<int:run_id>/cancel")
+@bp.post("/runs/<id:run_id>/cancel")
 @role_required("admin")
 def cancel_run(run_id: int):
     """Cancel a queued run, or ask a running one to stop before it publishes."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
@@ -13,6 +12,7 @@ from ..auth.decorators import role_required
 from ..feedback.forms import choices
 from ..services import audit, serving
 from ..services.monitoring import alerts, figures
+from ..services.transactions.limits import page_number, utc_midnight
 from . import bp
 from .forms import AuditFilterForm, PeriodForm, ThresholdForm
 
@@ -71,7 +71,7 @@ def audit_log():
     form = AuditFilterForm(request.args)
     form.action.choices = choices(["", *audit.actions()])
     form.validate()
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = request.args.get("page", 1, type=page_number)
     events, total = audit.search(**_audit_filters(form), page=page)
     return render_template("admin/audit.html", form=form, events=events, total=total, page=page)
 
@@ -79,11 +79,11 @@ def audit_log():
 def _audit_filters(form: AuditFilterForm) -> dict:
     def day(field, plus=0):
         if field.data and not field.errors:
-            return dt.datetime.combine(field.data + dt.timedelta(days=plus), dt.time(), dt.UTC)
+            return utc_midnight(field.data, plus)
         return None
 
     return {
-        "actor": form.actor.data or None,
+        "actor": form.actor.data if form.actor.data and not form.actor.errors else None,
         "action": form.action.data or None,
         "since": day(form.since),
         "until": day(form.until, 1),

@@ -5,9 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from ..services.transactions.limits import EARLIEST, LATEST, MAX_AMOUNT, MAX_ID
+from ..services.transactions import limits
+from ..services.transactions.limits import MAX_AMOUNT, MAX_ID, MAX_TRANSACTION_ID
 from ..services.transactions.scoring import TransactionIn
 
 Id = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
@@ -29,16 +38,19 @@ class TransactionBody(BaseModel):
     terminal_id: Id
     amount: Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
     consent: StrictBool
-    transaction_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    transaction_id: (
+        Annotated[
+            str,
+            Field(min_length=1, max_length=MAX_TRANSACTION_ID),
+            AfterValidator(limits.check_text),
+        ]
+        | None
+    ) = None
 
     @field_validator("tx_datetime")
     @classmethod
     def _utc(cls, value: dt.datetime) -> dt.datetime:
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        if not EARLIEST <= value < LATEST:
-            raise ValueError("must be between 1990 and 2100")
-        return value
+        return limits.check_time(value)
 
     def to_input(self) -> tuple[TransactionIn, bool]:
         """The service's input and the consent flag."""

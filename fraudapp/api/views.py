@@ -7,7 +7,6 @@ from functools import wraps
 from flask import current_app, g, jsonify, request
 
 from .. import jsonbody
-from ..models import MAX_BIG_ID
 from ..services import serving
 from ..services.transactions import labels, scoring
 from . import bp
@@ -88,7 +87,7 @@ def _created_or_replayed(results: list[scoring.Scored]) -> int:
     return 200 if all(result.replayed for result in results) else 201
 
 
-@bp.post(f"/predictions/<int(max={MAX_BIG_ID}):prediction_id>/feedback")
+@bp.post("/predictions/<id:prediction_id>/feedback")
 @token_required
 def prediction_feedback(prediction_id: int):
     """`{"correct": bool}` or `{"label": "fraud"|"genuine"}` on a stored prediction this token

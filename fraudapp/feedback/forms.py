@@ -7,9 +7,7 @@ import re
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
-    DecimalField,
     HiddenField,
-    IntegerField,
     SelectChoice,
     SelectField,
     SelectMultipleField,
@@ -18,6 +16,8 @@ from wtforms import (
 )
 from wtforms.validators import NumberRange, Optional, ValidationError
 
+from ..fields import NumberField
+from ..services.transactions.limits import row_id
 from ..services.transactions.review import STATUSES, Filters
 
 
@@ -49,10 +49,9 @@ class QueueFilterForm(FlaskForm):
     decision = SelectField("Decision", choices=choices(["", "fraud", "genuine"]), default="")
     date_from = DateField("From", validators=[Optional()])
     date_to = DateField("To", validators=[Optional()])
-    score_min = DecimalField("Score ≥", places=3, validators=[Optional(), NumberRange(0, 1)])
-    score_max = DecimalField("Score ≤", places=3, validators=[Optional(), NumberRange(0, 1)])
+    score_min = NumberField("Score ≥", places=3, validators=[Optional(), NumberRange(0, 1)])
+    score_max = NumberField("Score ≤", places=3, validators=[Optional(), NumberRange(0, 1)])
     model_version = SelectField("Model", choices=choices([""]), default="")
-    page = IntegerField(default=1, validators=[Optional(), NumberRange(1)])
 
     def filters(self) -> Filters:
         """The filters, ignoring fields that did not validate."""
@@ -74,7 +73,7 @@ class QueueFilterForm(FlaskForm):
 class LabelForm(FlaskForm):
     """Label the ticked predictions (bulk buttons) or one row (its own buttons)."""
 
-    ids = SelectMultipleField(coerce=int, validate_choice=False)
+    ids = SelectMultipleField(coerce=row_id, validate_choice=False)
     row = StringField()  # "<id>:fraud" or "<id>:genuine", from a row's own button
     next = HiddenField()
     fraud = SubmitField("Fraud")

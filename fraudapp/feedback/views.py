@@ -11,6 +11,7 @@ from ..auth.decorators import role_required
 from ..auth.views import safe_next
 from ..services.monitoring.figures import model_versions
 from ..services.transactions import labels, review
+from ..services.transactions.limits import page_number
 from . import bp
 from .forms import DeleteForm, FeedbackForm, LabelForm, QueueFilterForm, choices
 
@@ -71,7 +72,7 @@ def review_queue():
     form = QueueFilterForm(request.args)
     form.model_version.choices = choices(["", *model_versions()])
     form.validate()
-    page = review.queue(form.filters(), form.page.data or 1)
+    page = review.queue(form.filters(), request.args.get("page", 1, type=page_number))
     return render_template(
         "feedback/review.html",
         form=form,

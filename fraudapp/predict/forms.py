@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateTimeLocalField, DecimalField, IntegerField, SubmitField
-from wtforms.validators import InputRequired, NumberRange, StopValidation
+from wtforms import BooleanField, DateTimeLocalField, IntegerField, SubmitField
+from wtforms.validators import InputRequired, StopValidation
 
-from ..services.transactions.limits import EARLIEST, LATEST, MAX_AMOUNT, MAX_ID
+from ..fields import NumberField, limit
+from ..services.transactions import limits
 from ..services.transactions.scoring import TransactionIn
 
 
@@ -24,12 +25,6 @@ def cents(form, field) -> None:
         raise StopValidation("Use at most two decimals.")
 
 
-def plausible_time(form, field) -> None:
-    """A time the history can hold."""
-    if field.data is not None and not EARLIEST <= field.data < LATEST:
-        raise StopValidation(f"Use a date from {EARLIEST.year} to {LATEST.year - 1}.")
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, second=0, microsecond=0)
 
@@ -41,7 +36,7 @@ def id_field(label: str) -> IntegerField:
         validators=[
             InputRequired(message=f"Enter the {label.lower()}."),
             parsed,
-            NumberRange(0, MAX_ID, message=f"Use a whole number from 0 to {MAX_ID}."),
+            limit(limits.check_id),
         ],
     )
 
@@ -53,17 +48,21 @@ class TransactionForm(FlaskForm):
         "Date and time (UTC)",
         default=_now,
         format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
-        validators=[InputRequired(message="Enter a date and time."), parsed, plausible_time],
+        validators=[
+            InputRequired(message="Enter a date and time."),
+            parsed,
+            limit(limits.check_time),
+        ],
     )
     customer_id = id_field("Customer id")
     terminal_id = id_field("Terminal id")
-    amount = DecimalField(
+    amount = NumberField(
         "Amount",
         places=2,
         validators=[
             InputRequired(message="Enter the amount."),
             parsed,
-            NumberRange(0, MAX_AMOUNT, message=f"Use an amount from 0 to {MAX_AMOUNT:,.0f}."),
+            limit(limits.check_amount),
             cents,
         ],
     )

@@ -42,7 +42,7 @@ def ensure_history() -> int:
     if db.session.scalar(select(func.count()).select_from(Transaction)):
         return 0
     config = current_app.config
-    start = dt.date.today() - dt.timedelta(days=config["DEMO_DAYS"])
+    start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=config["DEMO_DAYS"])
     frame = simulate(
         config["DEMO_CUSTOMERS"],
         config["DEMO_TERMINALS"],

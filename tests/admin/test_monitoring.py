@@ -249,3 +249,39 @@ def test_dashboard_without_any_prediction(client, users):
     login(client, "admin")
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/threshold").status_code == 200
+
+
+def _stored_in_2099():
+    """A prediction dated 2099 with a label, as one stored before future dates were refused."""
+    from fraudapp.services.transactions import labels, scoring
+
+    tx = scoring.TransactionIn(dt.datetime(2099, 12, 31, 12), 1, 2, 10.0)
+    result = scoring.score(tx, consent=True)
+    labels.give_feedback(result.id, "session:x", correct=False)
+
+
+def test_a_row_dated_in_the_future_does_not_move_the_default_period(scored_history, client, users):
+    before = _period(28)
+    _stored_in_2099()
+    after = _period(28)
+    assert after == before and after.end <= dt.datetime.now(dt.UTC).date()
+    login(client, "admin")
+    assert "2099" not in client.get("/admin/").text
+
+
+def test_period_and_page_arguments_at_the_edges(client, users):
+    login(client, "admin")
+    for url in (
+        "/admin/?start=0001-01-01&end=9999-12-31&granularity=week",
+        "/admin/threshold?target_precision=sNaN",
+        "/admin/threshold?target_precision=1e309",
+        "/admin/audit?page=99999999999999999999",
+        "/admin/audit?page=" + "9" * 5000,
+        "/admin/audit?since=0001-01-01&until=9999-12-31",
+        "/admin/audit?actor=%00",
+    ):
+        assert client.get(url).status_code == 200, url
+    for value in ("inf", "NaN", "sNaN", "1e309"):
+        response = client.post("/admin/threshold", data={"threshold": value})
+        assert response.status_code == 400
+    assert client.get("/admin/?model_version=%00").status_code == 200  # not a version: ignored

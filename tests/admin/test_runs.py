@@ -620,3 +620,22 @@ def test_a_validation_window_without_fraud_still_ends_the_run(small, stored_hist
     login(client, "admin")
     assert client.get(f"/admin/runs/{run.id}").status_code == 200
     assert client.get("/admin/runs").status_code == 200
+
+
+def test_run_ids_no_row_can_have_are_404(client, users):
+    login(client, "admin")
+    for ident in ("99999999999999999999", "9223372036854775808", "9" * 5000):
+        assert client.get(f"/admin/runs/{ident}").status_code == 404
+        assert client.get(f"/admin/runs/{ident}.json").status_code == 404
+        assert client.post(f"/admin/runs/{ident}/cancel").status_code == 404
+        assert client.post(f"/admin/nodes/{ident}/remove").status_code == 404
+
+
+def test_a_labelled_row_dated_in_the_future_does_not_move_the_training_windows(stored_history):
+    from fraudapp.services.training.train import latest_windows
+    from fraudapp.services.transactions import labels, scoring
+
+    before = latest_windows()
+    tx = scoring.TransactionIn(dt.datetime(2099, 12, 31, 12), 1, 2, 10.0)
+    labels.give_feedback(scoring.score(tx, consent=True).id, "session:x", correct=False)
+    assert latest_windows() == before

@@ -1,5 +1,6 @@
 """JSON API: scoring one or many, tokens, field errors, never a 500."""
 
+import datetime as dt
 import os
 import threading
 from pathlib import Path
@@ -287,3 +288,54 @@ def test_healthz_names_the_version_and_worker(client):
 def test_unknown_api_path_is_json_404(client):
     response = client.get("/api/v1/nothing")
     assert response.status_code == 404 and response.get_json()["error"] == "Not Found"
+
+
+def _future(**delta) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(**delta)).isoformat()
+
+
+def test_a_transaction_in_the_future_is_refused_with_the_field_named(client, auth):
+    for value in (_future(days=1), "2099-12-31T00:00:00", "9999-12-31T23:59:59-01:00"):
+        response = client.post("/api/v1/predictions", json=_tx(tx_datetime=value), headers=auth)
+        assert response.status_code == 400
+        assert "in the future" in response.get_json()["errors"]["tx_datetime"][0]
+    batch = {"transactions": [_tx(), _tx(tx_datetime=_future(hours=1))]}
+    response = client.post("/api/v1/predictions", json=batch, headers=auth)
+    assert response.status_code == 400
+    assert list(response.get_json()["errors"]) == ["transactions.1.tx_datetime"]
+    assert _count(Transaction) == 0
+
+
+def test_a_transaction_within_the_clock_skew_allowance_is_scored(client, auth, app):
+    response = client.post(
+        "/api/v1/predictions", json=_tx(tx_datetime=_future(seconds=60)), headers=auth
+    )
+    assert response.status_code == 201
+    app.config["CLOCK_SKEW_SECONDS"] = 0
+    response = client.post(
+        "/api/v1/predictions", json=_tx(tx_datetime=_future(seconds=60)), headers=auth
+    )
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "1989-12-31T23:59:59Z"])
+def test_times_before_1990_are_refused_even_at_the_calendars_edge(client, auth, value):
+    response = client.post("/api/v1/predictions", json=_tx(tx_datetime=value), headers=auth)
+    assert response.status_code == 400
+    assert "from 1990" in response.get_json()["errors"]["tx_datetime"][0]
+
+
+@pytest.mark.parametrize("value", ["a\u0000b", "line\nbreak", "\ud800", "tab\there", "\x7f"])
+def test_control_characters_in_a_transaction_id_are_a_field_error(client, auth, value):
+    response = client.post("/api/v1/predictions", json=_tx(transaction_id=value), headers=auth)
+    assert response.status_code == 400
+    assert list(response.get_json()["errors"]) == ["transaction_id"]  # a surrogate: not a string
+    assert _count(Transaction) == 0
+
+
+@pytest.mark.parametrize("ident", ["9223372036854775808", "9" * 30, "9" * 5000])
+def test_feedback_on_an_id_no_row_can_have_is_404(client, auth, ident):
+    response = client.post(
+        f"/api/v1/predictions/{ident}/feedback", json={"correct": True}, headers=auth
+    )
+    assert response.status_code == 404

@@ -221,3 +221,30 @@ def test_coverage_figures(client, auth, users, stored_history):
     login(client, "analyst")
     page = client.get("/review/coverage").text
     assert "50 %" in page and "v1" in page
+
+
+def test_review_filters_at_the_calendars_edges_show_everything(client, auth, users):
+    predict(client, auth)
+    login(client, "analyst")
+    response = client.get("/review?date_from=0001-01-01&date_to=9999-12-31")
+    assert response.status_code == 200 and response.text.count('<tr data-id="') == 1
+    for query in ("page=99999999999999999999", "page=-3", "score_min=sNaN", "score_max=1e309"):
+        response = client.get(f"/review?{query}")
+        assert response.status_code == 200 and response.text.count('<tr data-id="') == 1
+
+
+def test_labelling_an_id_no_row_can_have_changes_nothing(client, auth, users):
+    predict(client, auth)
+    login(client, "analyst")
+    for ident in ("9223372036854775808", "9" * 400, "1e3"):
+        response = client.post(
+            "/review/label", data={"ids": [ident], "fraud": "1"}, follow_redirects=True
+        )
+        assert response.status_code == 200
+    assert db.session.scalar(select(func.count()).select_from(Label)) == 0
+
+
+def test_a_next_with_a_line_break_goes_to_the_queue(client, users):
+    login(client, "analyst")
+    response = client.post("/review/label", data={"row": "1:fraud", "next": "/review\r\nX-A: b"})
+    assert response.status_code == 302 and response.location == "/review"

@@ -1,5 +1,8 @@
 """The prediction form: validation with field errors, consent, post/redirect/get."""
 
+import datetime as dt
+
+import pytest
 from sqlalchemy import func, select
 
 from fraudapp.extensions import db
@@ -73,5 +76,43 @@ def test_each_bad_field_gets_one_clear_message(client):
     assert page.count("invalid-feedback") == 3
     assert "Not a valid integer value." in page and "Use a whole number" not in page
     assert "Use at most two decimals." in page
-    assert "Use a date from 1990 to 2099." in page
+    assert "Use a date from 1990 on." in page
+    assert _count(Transaction) == 0
+
+
+def test_a_time_in_the_future_is_a_field_error(client):
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    for value in (tomorrow, "2099-12-31T23:59", "9999-12-31T23:59"):
+        response = client.post("/", data=_form(tx_datetime=value, consent="y"))
+        assert response.status_code == 400
+        assert "it is in the future" in response.text
+    assert _count(Transaction) == 0
+
+
+def test_a_time_within_the_clock_skew_allowance_is_scored(client, app):
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M")
+    assert client.post("/", data=_form(tx_datetime=soon)).status_code == 302
+    app.config["CLOCK_SKEW_SECONDS"] = 0
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M")
+    assert client.post("/", data=_form(tx_datetime=later)).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("amount", "inf", "Not a valid decimal value."),
+        ("amount", "-Infinity", "Not a valid decimal value."),
+        ("amount", "NaN", "Not a valid decimal value."),
+        ("amount", "sNaN", "Not a valid decimal value."),
+        ("amount", "1e309", "Not a valid decimal value."),
+        ("amount", "1" * 29, "Not a valid decimal value."),
+        ("amount", "1000000.01", "Use an amount from 0 to 1,000,000."),
+        ("customer_id", "9" * 309, "Use a whole number from 0 to"),
+        ("terminal_id", "9" * 5000, "Not a valid integer value."),
+    ],
+)
+def test_absurd_numbers_are_field_errors(client, field, value, message):
+    response = client.post("/", data=_form(**{field: value}, consent="y"))
+    assert response.status_code == 400
+    assert message in response.text
     assert _count(Transaction) == 0

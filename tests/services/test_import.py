@@ -1,5 +1,6 @@
 """Importing history: all or nothing, idempotent, labelled, with the bad line named."""
 
+import datetime as dt
 import gzip
 
 import pytest
@@ -89,3 +90,19 @@ def test_not_a_csv_is_refused(app, tmp_path):
     path.write_bytes(b"not gzip at all")
     with pytest.raises(ImportRefused, match="unreadable"):
         import_transactions(path)
+
+
+def test_a_row_in_the_future_is_refused_with_its_line(app, tmp_path):
+    tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    for when in (f"{tomorrow:%Y-%m-%d %H:%M:%S}", "2099-12-31 00:00:00"):
+        with pytest.raises(ImportRefused, match="line 5: TX_DATETIME: .*in the future"):
+            import_transactions(_write(tmp_path / "bad.csv", ROWS + [f"9,{when},1,2,3.0,0,0\n"]))
+    with pytest.raises(ImportRefused, match="line 3: TX_DATETIME: Use a date from 1990"):
+        import_transactions(
+            _write(tmp_path / "old.csv", ROWS[:1] + ["5,1989-12-31 23:59:59,1,2,3.0,0,0\n"])
+        )
+    with pytest.raises(ImportRefused, match="line 4: TRANSACTION_ID: Remove the control"):
+        import_transactions(
+            _write(tmp_path / "ctl.csv", ROWS[:2] + ["a\x01b,2018-04-02 10:00:00,1,2,3.5,9,0\n"])
+        )
+    assert _count(Transaction) == 0

@@ -52,10 +52,14 @@ class Period:
 
 
 def history_range() -> tuple[dt.date, dt.date] | None:
-    """The first and last transaction day that has a stored prediction (from the aggregates)."""
+    """The first and last transaction day up to today that has a stored prediction (from the
+    aggregates); a prediction dated in the future does not stretch it."""
     aggregates.refresh()
+    today = epoch_day(dt.datetime.now(dt.UTC).date())
     low, high = db.session.execute(
-        select(func.min(MonitoringBin.day), func.max(MonitoringBin.day))
+        select(func.min(MonitoringBin.day), func.max(MonitoringBin.day)).where(
+            MonitoringBin.day <= today
+        )
     ).one()
     if low is None:
         return None
@@ -245,7 +249,7 @@ def totals(rows: list[dict], period: Period, threshold: float) -> dict:
 
 
 def default_period(days: int = 28) -> Period:
-    """The last `days` of transactions with stored predictions (or up to today)."""
+    """The last `days` of transactions with stored predictions up to today (or up to today)."""
     span = history_range()
     end = span[1] if span else dt.datetime.now(dt.UTC).date()
     start = max(span[0], end - dt.timedelta(days=days - 1)) if span else end

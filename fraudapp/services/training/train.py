@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 from flask import current_app
 
 from ...extensions import db
 from ...ml import features
-from ...ml.data import day_date
+from ...ml.data import day_date, epoch_day
 from ...ml.training import TrainingResult, Windows, run_protocol
 from ..distribution import catalog, releases
 from ..serving import registry
@@ -15,9 +17,11 @@ from ..transactions.history import load_history
 
 
 def latest_windows(train_days: int = 7, delay_days: int = 7, test_days: int = 7) -> Windows:
-    """Windows whose test period ends on the last day of the stored history that has labels."""
+    """Windows whose test period ends on the last day up to today of the stored history that has
+    labels: a row dated in the future cannot move the windows."""
     history = load_history()
-    labelled_days = history.day[history.label >= 0]
+    today = epoch_day(dt.datetime.now(dt.UTC).date())
+    labelled_days = history.day[(history.label >= 0) & (history.day <= today)]
     if len(labelled_days) == 0:
         raise ValueError("no labelled transactions to train on")
     history_end = labelled_days.max()

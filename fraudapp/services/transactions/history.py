@@ -7,6 +7,7 @@ TRANSACTION_ID is already stored are skipped, so importing a file twice adds not
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from sqlalchemy import DateTime, bindparam, select, text
 from ...extensions import db
 from ...ml.data import History, to_unix_seconds
 from ...models import Transaction, utcnow
-from .limits import MAX_AMOUNT, MAX_ID
+from . import limits
+from .limits import AMOUNT_MESSAGE, CONTROL, EARLIEST, MAX_AMOUNT, MAX_ID, MAX_TRANSACTION_ID
 
 REQUIRED = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT")
 OPTIONAL = ("TX_FRAUD",)
@@ -72,11 +74,23 @@ def read_transactions_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def _checked(frame: pd.DataFrame) -> pd.DataFrame:
     """Typed columns; the first bad value is refused with its line number (header is line 1)."""
     ids = frame["TRANSACTION_ID"].str.strip()
-    _refuse_where((ids == "") | (ids.str.len() > 64), "TRANSACTION_ID must be 1-64 characters")
+    _refuse_where(
+        (ids == "") | (ids.str.len() > MAX_TRANSACTION_ID),
+        f"TRANSACTION_ID must be 1-{MAX_TRANSACTION_ID} characters",
+    )
+    _refuse_where(
+        ids.str.contains(CONTROL.pattern, regex=True),
+        f"TRANSACTION_ID: {limits.CONTROL_MESSAGE}",
+    )
     _refuse_where(ids.duplicated(), "TRANSACTION_ID appears twice in the file")
     times = pd.to_datetime(frame["TX_DATETIME"], errors="coerce", format="ISO8601")
     _refuse_where(times.isna(), "TX_DATETIME is not a date-time (YYYY-MM-DD HH:MM:SS)")
     typed = pd.DataFrame({"external_id": ids, "tx_time": to_unix_seconds(times)})
+    _refuse_where(typed["tx_time"] < _seconds(EARLIEST), f"TX_DATETIME: {limits.EARLY_MESSAGE}")
+    latest = limits.latest_time()
+    _refuse_where(
+        typed["tx_time"] > _seconds(latest), f"TX_DATETIME: {limits.future_message(latest)}"
+    )
     for column, name in (("CUSTOMER_ID", "customer_id"), ("TERMINAL_ID", "terminal_id")):
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() | (values < 0) | (values > MAX_ID) | (values % 1 != 0)
@@ -85,11 +99,15 @@ def _checked(frame: pd.DataFrame) -> pd.DataFrame:
     amount = pd.to_numeric(frame["TX_AMOUNT"], errors="coerce")
     _refuse_where(
         amount.isna() | (amount < 0) | (amount > MAX_AMOUNT),
-        f"TX_AMOUNT must be a number from 0 to {MAX_AMOUNT:,.0f}",
+        f"TX_AMOUNT: {AMOUNT_MESSAGE}",
     )
     typed["amount"] = amount.astype(np.float64)
     typed["fraud"] = _fraud_column(frame)
     return typed
+
+
+def _seconds(naive_utc) -> int:
+    return int(naive_utc.replace(tzinfo=dt.UTC).timestamp())
 
 
 def _fraud_column(frame: pd.DataFrame) -> pd.Series:

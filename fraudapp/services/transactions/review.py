@@ -14,6 +14,7 @@ from ...ml import features
 from ...ml.explain import explain
 from ...models import Label, Prediction, Transaction
 from ..serving import load_version
+from .limits import utc_midnight
 
 STATUSES = ("unlabelled", "feedback", "analyst", "all")
 
@@ -69,7 +70,7 @@ def _conditions(filters: Filters) -> list:
 
 
 def _utc_midnight(day: dt.date, plus_days: int = 0) -> dt.datetime:
-    return dt.datetime.combine(day + dt.timedelta(days=plus_days), dt.time(), dt.UTC)
+    return utc_midnight(day, plus_days)  # 9999-12-31 plus a day is the calendar's end
 
 
 def queue(filters: Filters, page: int = 1, per_page: int = 25) -> Page:
