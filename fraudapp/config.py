@@ -14,6 +14,7 @@ class Defaults:
     DATABASE_URL = None  # default: SQLite file in the instance folder
     MODEL_DIR = None  # default: instance/models
     MODEL_CHECK_INTERVAL = 0.5  # seconds between checks of the CURRENT pointer
+    MODEL_RETRY_SECONDS: float = 5.0  # while the released model cannot load, retry it this often
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     MAX_BATCH = 1000

@@ -15,8 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from ...extensions import db
 from ...ml.registry import RegistryError
 from ...models import NodeStatus, dialect_insert, utcnow
-from ..serving import registry
+from ..serving import model_state
 from .releases import ReleaseError, current, sync
+
+FALLBACK_PREFIX = "serving "  # starts the heartbeat's error of a process serving a fallback
 
 
 def node_name() -> str:
@@ -26,13 +28,18 @@ def node_name() -> str:
 
 
 def heartbeat(error: str | None = None) -> None:
-    """Report the version this node's registry serves; commits."""
+    """Report the version this process serves, and why when it is not the released one (a
+    damaged model file); commits."""
     config = current_app.config
+    state = model_state()
+    if state.degraded:
+        served = f"{FALLBACK_PREFIX}{state.serving or 'nothing'} instead of {state.released}"
+        error = "; ".join(filter(None, [f"{served}: {state.problem}", error]))
     values = {
         "name": node_name(),
         "role": config["ROLE"],
         "url": config["NODE_URL"],
-        "version": registry().current(),
+        "version": state.serving,
         "error": (error or None) and error[:500],
         "heartbeat_at": utcnow(),
     }
@@ -62,6 +69,7 @@ def nodes() -> list[dict]:
                 "version": row.version,
                 "heartbeat_at": seen,
                 "error": row.error,
+                "degraded": (row.error or "").startswith(FALLBACK_PREFIX),
                 "behind": row.version != target,
                 "silent": now - seen > silent_after,
             }
