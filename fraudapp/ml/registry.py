@@ -364,8 +364,10 @@ class ServingModel:
         return self._model
 
     def state(self) -> ServingState:
-        """The serving version, the released version and the problem, checked now."""
-        model = self.get()
+        """The serving version, the released version and the problem, the pointer checked now
+        (retries of a released version that failed stay throttled)."""
+        self._refresh(time.monotonic(), force=True)
+        model = self._model
         return ServingState(model and model.version, self._released, self.problem)
 
     def version(self, name: str) -> LoadedModel:
@@ -379,9 +381,9 @@ class ServingModel:
                 self._versions[name] = model
         return model
 
-    def _refresh(self, now: float) -> None:
+    def _refresh(self, now: float, force: bool = False) -> None:
         with self._lock:
-            if now - self._checked_at < self.check_interval:
+            if not force and now - self._checked_at < self.check_interval:
                 return
             self._checked_at = now
             try:
@@ -415,10 +417,14 @@ class ServingModel:
 
     def _fallback(self, broken: str) -> LoadedModel | None:
         try:
+            versions = self.registry.versions()
+        except OSError:
+            return None
+        try:
             changes = self.registry.changes()
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # a damaged HISTORY: the newest version first
             changes = []
-        for name in fallback_order(changes, self.registry.versions(), broken):
+        for name in fallback_order(changes, versions, broken):
             try:
                 return self.registry.load(name)
             except RegistryError:
