@@ -349,7 +349,7 @@ class ServingModel:
         self._model: LoadedModel | None = None
         self._released: str | None = None
         self.problem: str | None = None
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int] | None | bool = False  # False: never checked yet
         self._checked_at = float("-inf")
         self._retry_at = float("-inf")
         self._reported: ServingState | None = None

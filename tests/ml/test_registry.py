@@ -196,8 +196,10 @@ def test_nothing_serves_when_no_version_loads_and_the_problem_is_kept(tmp_path, 
 
 
 def test_no_version_yet_is_not_a_problem(tmp_path):
-    state = ServingModel(Registry(tmp_path), check_interval=0.0).state()
+    states = []
+    state = ServingModel(Registry(tmp_path), check_interval=0.0, on_change=states.append).state()
     assert (state.serving, state.released, state.problem) == (None, None, None)
+    assert states == [state]  # reported once, so a gauge starts at "not degraded"
 
 
 def test_fallback_order_prefers_what_was_served_before():
