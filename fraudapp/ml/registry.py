@@ -359,8 +359,8 @@ class ServingModel:
     def get(self) -> LoadedModel | None:
         """The model to score with now (None when no version is released or none loads)."""
         now = time.monotonic()
-        if now - self._checked_at >= self.check_interval:
-            self._refresh(now)
+        if self._model is None or now - self._checked_at >= self.check_interval:
+            self._refresh(now)  # with no model yet, wait for a load another thread is doing
         return self._model
 
     def state(self) -> ServingState:

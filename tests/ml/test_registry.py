@@ -4,6 +4,7 @@ import errno
 import json
 import logging
 import os
+import threading
 import time
 
 import lightgbm as lgb
@@ -245,3 +246,22 @@ def test_staging_folders_of_a_killed_process_are_ignored_then_cleaned_up(tmp_pat
     assert registry.publish(booster, _meta()) == "v2"
     assert not old.exists()
     assert fresh.exists()  # it may belong to a write in progress
+
+
+def test_a_request_waits_for_the_first_load_another_thread_is_doing(tmp_path, booster):
+    registry = Registry(tmp_path)
+    registry.set_current(registry.publish(booster, _meta()))
+    serving = ServingModel(registry, check_interval=60)
+    real_load, started = registry.load, threading.Event()
+
+    def slow_load(version):
+        started.set()
+        time.sleep(0.3)
+        return real_load(version)
+
+    registry.load = slow_load
+    heartbeat = threading.Thread(target=serving.state)  # the node agent's thread
+    heartbeat.start()
+    assert started.wait(5)
+    assert serving.get().version == "v1"  # not None while the other thread loads
+    heartbeat.join()
