@@ -115,10 +115,15 @@ def register_security(app: Flask) -> None:
 
 
 def register_model(app: Flask) -> None:
-    """The serving model, loaded on first use and swapped when the registry's pointer changes."""
+    """The serving model, loaded on first use and swapped when the registry's pointer changes
+    (a fallback version serves while the released one cannot be loaded)."""
     registry = Registry(app.config["MODEL_DIR"])
     app.extensions["fraudapp.model"] = ServingModel(
-        registry, app.config["MODEL_CHECK_INTERVAL"], app.logger
+        registry,
+        app.config["MODEL_CHECK_INTERVAL"],
+        app.logger,
+        retry_interval=float(app.config["MODEL_RETRY_SECONDS"]),
+        on_change=telemetry.record_model_state,
     )
 
 

@@ -44,6 +44,7 @@ class Defaults(BaseModel):
     DATABASE_URL: str | None = None  # default: SQLite file in the instance folder
     MODEL_DIR: str | None = None  # default: instance/models
     MODEL_CHECK_INTERVAL: float = 0.5  # seconds between checks of the CURRENT pointer
+    MODEL_RETRY_SECONDS: float = 5.0  # while the released model cannot load, retry it this often
     SQLALCHEMY_TRACK_MODIFICATIONS: bool = False
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
     DATABASE_CONNECT_TIMEOUT: int = 3  # whole seconds a PostgreSQL connection attempt may take

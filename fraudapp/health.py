@@ -19,19 +19,24 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    """200 with the serving version (and which worker answered); 503 while no model serves or
-    the database cannot be reached."""
-    model = serving.current_model()
+    """200 with the serving version (and which worker answered), "degraded" with the problem
+    while a fallback serves because the released version cannot be loaded; 503 while no model
+    serves or the database cannot be reached."""
+    state = serving.model_state()
     answer = {"role": current_app.config["ROLE"], "worker": os.getpid()}
     problem = database_problem()
     if problem:
-        version = model and model.version
-        body = {"status": "database unreachable", "error": problem, "model_version": version}
+        body = {"status": "database unreachable", "error": problem, "model_version": state.serving}
         retry = str(current_app.config["DATABASE_RETRY_AFTER_SECONDS"])
         return jsonify(body | answer), 503, {"Retry-After": retry}
-    if model is None:
-        return jsonify({"status": "no model", "model_version": None, **answer}), 503
-    return jsonify({"status": "ok", "model_version": model.version, **answer})
+    if state.serving is None:
+        problem = serving.unavailable_reason(state)
+        body = {"status": "no model", "model_version": None, "released": state.released}
+        return jsonify({**body, "problem": problem, **answer}), 503
+    if state.degraded:
+        body = {"status": "degraded", "model_version": state.serving, "released": state.released}
+        return jsonify({**body, "problem": state.problem, **answer})
+    return jsonify({"status": "ok", "model_version": state.serving, **answer})
 
 
 def database_problem() -> str | None:

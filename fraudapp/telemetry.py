@@ -1,4 +1,5 @@
-"""Prometheus instruments: request latency, predictions, labels and the serving version.
+"""Prometheus instruments: request latency, predictions, labels, the serving version and whether
+the released version cannot be served.
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py) makes every worker write its
 counts to files that /metrics adds up at scrape time; without it the default registry is used.
@@ -11,6 +12,8 @@ import time
 
 from flask import Flask, g, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+
+from .ml.registry import ServingState
 
 REQUEST_LATENCY = Histogram(
     "fraudapp_request_seconds",
@@ -30,6 +33,11 @@ SERVING = Gauge(
     ["model_version"],
     multiprocess_mode="liveall",
 )
+MODEL_DEGRADED = Gauge(
+    "fraudapp_model_degraded",
+    "1 while this worker cannot serve the released model version (a fallback or nothing serves)",
+    multiprocess_mode="liveall",
+)
 
 
 def record_predictions(results) -> None:
@@ -47,6 +55,11 @@ def record_serving(version: str) -> None:
     """Mark the version this worker serves."""
     SERVING.clear()
     SERVING.labels(version).set(1)
+
+
+def record_model_state(state: ServingState) -> None:
+    """Mark whether this worker is degraded (called when its serving state changes)."""
+    MODEL_DEGRADED.set(1 if state.degraded else 0)
 
 
 def process_registry() -> CollectorRegistry:

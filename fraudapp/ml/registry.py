@@ -8,20 +8,26 @@ Layout under the model directory::
     CURRENT           the serving version's name, replaced atomically
     HISTORY           one line per pointer change, for rollback
 
-A version folder is written under a temporary name and renamed into place, so a reader never sees a
-half-written version, and an existing version is never overwritten.
+A version folder is written under a temporary name (`.staging-*`) and renamed into place only when
+complete, so a reader never sees a half-written version, a failed write (disk full) leaves nothing
+behind, and an existing version is never overwritten.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +39,8 @@ from . import features
 
 VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
 MODEL_FILE, META_FILE, POINTER, HISTORY = "model.txt", "meta.json", "CURRENT", "HISTORY"
+STAGING_PREFIX = ".staging-"
+STALE_STAGING_SECONDS = 3600  # a staging folder this old was left by a killed process
 
 
 class RegistryError(Exception):
@@ -102,13 +110,36 @@ def previous_of(changes: list[tuple[str, str]]) -> str | None:
     """From pointer changes (version, action), oldest first, the version a rollback returns to:
     the one promoted before the current one, skipping those already rolled back (repeated
     rollbacks walk back through the promotions)."""
+    served = _served(changes)
+    return served[-2] if len(served) > 1 else None
+
+
+def _served(changes: list[tuple[str, str]]) -> list[str]:
     served: list[str] = []
     for version, action in changes:
         if action == "rollback":
             del served[-1:]
         elif not served or served[-1] != version:
             served.append(version)
-    return served[-2] if len(served) > 1 else None
+    return served
+
+
+def fallback_order(changes: list[tuple[str, str]], versions: list[str], broken: str) -> list[str]:
+    """The versions to try, best first, when `broken` cannot be loaded: those served before it,
+    most recent first (rolled-back ones skipped, as a rollback would), then any other version on
+    disk, newest first. `versions` are the complete versions on disk, oldest first."""
+    on_disk = set(versions) - {broken}
+    order = [v for v in reversed(_served(changes)) if v in on_disk]
+    order += [v for v in reversed(versions) if v in on_disk]
+    return list(dict.fromkeys(order))
+
+
+def _write_synced(path: Path, text: str) -> None:
+    """Write a file and flush it to disk (a full disk shows here, not after the rename)."""
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class Registry:
@@ -146,22 +177,60 @@ class Registry:
         return self.install(booster.model_to_string(), {**meta, **self._library_versions()})
 
     def install(self, model_text: str, meta: dict, version: str | None = None) -> str:
-        """Write model text and metadata as a version (the next number unless named)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
-        (staging / MODEL_FILE).write_text(model_text)
+        """Write model text and metadata as a version (the next number unless named).
+
+        Everything is written to a staging folder renamed into place when complete; a write
+        that fails (disk full, no permission) removes it and raises RegistryError: nothing is
+        left behind.
+        """
+        if version is not None:
+            self.path(version)  # the name is checked before anything is written
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.remove_stale_staging()
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
+        except OSError as exc:
+            raise RegistryError(f"cannot write a version in {self.root}: {exc}") from exc
+        try:
+            return self._install_staged(staging, model_text, meta, version)
+        except OSError as exc:
+            raise RegistryError(
+                f"cannot write a version in {self.root}: {exc}; nothing was installed"
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when renamed into place
+
+    def _install_staged(self, staging: Path, model_text: str, meta: dict, version: str | None):
+        _write_synced(staging / MODEL_FILE, model_text)
         meta = {**meta, "sha256": sha256_of(staging / MODEL_FILE)}
         meta.setdefault("created_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         while True:
             name = version or self._next_name()
             meta["version"] = name
-            (staging / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+            _write_synced(staging / META_FILE, json.dumps(meta, indent=1, sort_keys=True))
             try:
                 os.rename(staging, self.path(name))
-                return name
             except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
                 if version:
                     raise RegistryError(f"version {version} already exists") from exc
+                continue  # another process took this number: take the next one
+            with contextlib.suppress(OSError):  # make the rename itself durable
+                fd = os.open(self.root, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            return name
+
+    def remove_stale_staging(self) -> None:
+        """Remove staging folders left by a process killed while writing a version."""
+        cutoff = time.time() - STALE_STAGING_SECONDS
+        for path in self.root.glob(STAGING_PREFIX + "*"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path)
 
     def _next_name(self) -> str:
         existing = [int(p.name[1:]) for p in self.root.iterdir() if VERSION_RE.match(p.name)]
@@ -221,12 +290,20 @@ class Registry:
         return previous_of([c for c in self.changes() if c[0] in versions])
 
     def _write_atomic(self, name: str, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=self.root)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.root / name)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=self.root)
+        except OSError as exc:
+            raise RegistryError(f"cannot write {name} in {self.root}: {exc}") from exc
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.root / name)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise RegistryError(f"cannot write {name} in {self.root}: {exc}") from exc
 
     def pointer_stamp(self) -> tuple[int, int] | None:
         """A cheap fingerprint of the pointer file (inode, mtime) to notice a change."""
@@ -237,31 +314,69 @@ class Registry:
         return (st.st_ino, st.st_mtime_ns)
 
 
+@dataclass(frozen=True)
+class ServingState:
+    """What one process serves: the version scoring now, the released one (CURRENT), and why
+    they differ when the released one cannot be loaded."""
+
+    serving: str | None
+    released: str | None
+    problem: str | None = None
+
+    @property
+    def degraded(self) -> bool:
+        """True while the released version cannot be served (a fallback or nothing serves)."""
+        return self.problem is not None
+
+
 class ServingModel:
     """The model one process serves, following the CURRENT pointer.
 
     A stat of the pointer, at most once per `check_interval` seconds, notices a promotion; the new
-    version is loaded fully before it replaces the old one, and a version that fails to load is
-    refused while the previous one keeps serving.
+    version is loaded fully before it replaces the old one. When the released version cannot be
+    loaded (a damaged file), the process keeps serving the version it has — or, on a fresh start,
+    the newest intact version it finds (see `fallback_order`) — records the problem, and retries
+    the released version every `retry_interval` seconds, so a restored file heals it without a
+    restart. One log line when it degrades, one when it recovers; `on_change(state)` is called
+    whenever the state changes.
     """
 
-    def __init__(self, registry: Registry, check_interval: float = 1.0, logger=None):
+    def __init__(
+        self,
+        registry: Registry,
+        check_interval: float = 1.0,
+        logger=None,
+        retry_interval: float = 5.0,
+        on_change: Callable[[ServingState], None] | None = None,
+    ):
         self.registry = registry
         self.check_interval = check_interval
-        self.logger = logger
+        self.retry_interval = retry_interval
+        self.logger = logger or logging.getLogger(__name__)
+        self.on_change = on_change
         self._model: LoadedModel | None = None
-        self._stamp: tuple[int, int] | None = None
+        self._released: str | None = None
+        self.problem: str | None = None
+        self._stamp: tuple[int, int] | None | bool = False  # False: never checked yet
         self._checked_at = float("-inf")
+        self._retry_at = float("-inf")
+        self._reported: ServingState | None = None
         self._lock = threading.Lock()
         self._versions: dict[str, LoadedModel] = {}
-        self.last_error: str | None = None
 
     def get(self) -> LoadedModel | None:
-        """The model to score with now (None when the registry has no current version)."""
+        """The model to score with now (None when no version is released or none loads)."""
         now = time.monotonic()
-        if now - self._checked_at >= self.check_interval:
-            self._refresh(now)
+        if self._model is None or now - self._checked_at >= self.check_interval:
+            self._refresh(now)  # with no model yet, wait for a load another thread is doing
         return self._model
+
+    def state(self) -> ServingState:
+        """The serving version, the released version and the problem, the pointer checked now
+        (retries of a released version that failed stay throttled)."""
+        self._refresh(time.monotonic(), force=True)
+        model = self._model
+        return ServingState(model and model.version, self._released, self.problem)
 
     def version(self, name: str) -> LoadedModel:
         """Any version of the registry, loaded once (versions are immutable; a few are kept)."""
@@ -274,29 +389,74 @@ class ServingModel:
                 self._versions[name] = model
         return model
 
-    def _refresh(self, now: float) -> None:
+    def _refresh(self, now: float, force: bool = False) -> None:
         with self._lock:
-            if now - self._checked_at < self.check_interval:
+            if not force and now - self._checked_at < self.check_interval:
                 return
             self._checked_at = now
-            stamp = self.registry.pointer_stamp()
-            if stamp == self._stamp:
+            try:
+                stamp = self.registry.pointer_stamp()
+            except OSError as exc:
+                self._settle(f"cannot read the {POINTER} pointer ({exc})", now)
                 return
-            self._stamp = stamp
-            self._swap_to(self.registry.current())
+            if stamp != self._stamp or (self.problem is not None and now >= self._retry_at):
+                self._stamp = stamp
+                self._follow(now)
 
-    def _swap_to(self, version: str | None) -> None:
-        if version is None or (self._model and self._model.version == version):
+    def _follow(self, now: float) -> None:
+        """Serve the released version if it loads; else keep (or find) a fallback."""
+        try:
+            released = self.registry.current()
+        except OSError as exc:
+            self._settle(f"cannot read the {POINTER} pointer ({exc})", now)
+            return
+        self._released = released
+        if released is None or (self._model and self._model.version == released):
+            self._settle(None, now)
             return
         try:
-            self._model = self.registry.load(version)
-            self.last_error = None
+            self._model = self.registry.load(released)
         except RegistryError as exc:
-            self.last_error = str(exc)
-            if self.logger:
+            if self._model is None:
+                self._model = self._fallback(released)
+            self._settle(str(exc), now)
+            return
+        self._settle(None, now)
+
+    def _fallback(self, broken: str) -> LoadedModel | None:
+        try:
+            versions = self.registry.versions()
+        except OSError:
+            return None
+        try:
+            changes = self.registry.changes()
+        except (OSError, ValueError):  # a damaged HISTORY: the newest version first
+            changes = []
+        for name in fallback_order(changes, versions, broken):
+            try:
+                return self.registry.load(name)
+            except RegistryError:
+                continue
+        return None
+
+    def _settle(self, problem: str | None, now: float) -> None:
+        """Record the outcome of a check: log a change of health, report a change of state."""
+        serving = self._model.version if self._model else None
+        if problem is not None:
+            self._retry_at = now + self.retry_interval
+            if problem != self.problem:
                 self.logger.error(
-                    "model %s refused, still serving %s: %s",
-                    version,
-                    self._model.version if self._model else "nothing",
-                    exc,
+                    "model %s cannot be served (%s): serving %s instead; retrying every %g s",
+                    self._released,
+                    problem,
+                    serving or "nothing",
+                    self.retry_interval,
                 )
+        elif self.problem is not None:
+            self.logger.warning("model %s loads again and serves (recovered)", serving)
+        self.problem = problem
+        state = ServingState(serving, self._released, problem)
+        if state != self._reported:
+            self._reported = state
+            if self.on_change:
+                self.on_change(state)

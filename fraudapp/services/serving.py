@@ -8,7 +8,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..ml.registry import LoadedModel, Registry, RegistryError, ServingModel
+from ..ml.registry import LoadedModel, Registry, RegistryError, ServingModel, ServingState
 from ..models import ModelSetting
 from . import audit
 
@@ -32,11 +32,27 @@ def current_model() -> LoadedModel | None:
 
 
 def serving_model() -> LoadedModel:
-    """The model this process serves now."""
+    """The model this process serves now (a fallback while the released one cannot load)."""
     model = current_model()
     if model is None:
-        raise ModelUnavailable("no model is serving yet: run `flask init-demo` or `flask train`")
+        raise ModelUnavailable(unavailable_reason(model_state()))
     return model
+
+
+def model_state() -> ServingState:
+    """The version this process serves, the released one, and why they differ."""
+    return _serving().state()
+
+
+def unavailable_reason(state: ServingState) -> str:
+    """Why no model serves, and what an operator should do: "no version yet" is not the same as
+    "versions present but none loads"."""
+    if state.problem is None:
+        return "no model is serving yet: run `flask init-demo` or `flask train`"
+    return (
+        f"no model version can be loaded (the released one: {state.problem}): restore the files "
+        "of the model directory or promote an intact version; this process retries on its own"
+    )
 
 
 def load_version(version: str) -> LoadedModel | None:

@@ -1,9 +1,12 @@
 """Hot reload under load: promote and roll back while clients score; no failed request, and every
-gunicorn worker serves the new version within a second."""
+gunicorn worker serves the new version within a second. A damaged model file under load: the
+workers fall back to the previous version, say so, and heal when the file is restored."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -121,3 +124,89 @@ def test_promote_and_rollback_under_load(live_server):
     assert [o for o in outcomes if o[0] != 201] == []
     assert {version for _, version in outcomes} == {serving, new}
     assert set(_workers(url).values()) == {serving}
+
+
+def _master_pid(worker: int) -> int:
+    """The gunicorn master of a worker (its parent process)."""
+    status = Path(f"/proc/{worker}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
+def _wait_workers(url: str, wanted, limit: float, count: int = 3) -> dict[int, dict]:
+    """/healthz bodies of `count` distinct workers that answered 200 with a body `wanted` accepts
+    (fewer when `limit` seconds pass first)."""
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + limit
+    while len(seen) < count and time.monotonic() < deadline:
+        status, body = _request(f"{url}/healthz")
+        if status == 200 and wanted(body):
+            seen[body["worker"]] = body
+        time.sleep(0.05)
+    return seen
+
+
+def test_a_damaged_model_falls_back_under_load_and_heals_without_a_restart(live_server):
+    """The released version's model.txt is truncated and every worker restarts (SIGHUP): they
+    serve the version released before it and say "degraded"; once the file is restored they
+    serve it again on their own. Scoring never fails meanwhile."""
+    url, token = live_server["url"], live_server["token"]
+    serving = _workers(url)
+    assert len(serving) == 3, serving
+    original = next(iter(serving.values()))
+    new = json.loads(_flask(live_server, "train", "--json").strip().splitlines()[-1])["version"]
+    _flask(live_server, "models", "promote", new)
+    assert _wait_all(url, set(serving), new, limit=5) < 5
+    model_file = live_server["instance"] / "models" / new / "model.txt"
+    intact = model_file.read_bytes()
+
+    outcomes: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def client(seed: int) -> None:
+        n = 0
+        while not stop.is_set() and n < 5000:
+            n += 1
+            status, body = _request(
+                f"{url}/api/v1/predictions",
+                token,
+                {
+                    "tx_datetime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                    "customer_id": seed * 100 + n % 50,
+                    "terminal_id": n % 300,
+                    "amount": 5.0 + n % 100,
+                    "consent": False,
+                },
+            )
+            outcomes.append((status, body.get("model_version") or body.get("error")))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        model_file.write_bytes(intact[: len(intact) // 2])
+        os.kill(_master_pid(next(iter(serving))), signal.SIGHUP)  # every worker restarts
+        degraded = _wait_workers(url, lambda body: body["status"] == "degraded", limit=60)
+        assert set(degraded).isdisjoint(serving), "the workers did not restart"
+        model_file.write_bytes(intact)
+        healed = _wait_workers(
+            url, lambda body: body["status"] == "ok" and body["model_version"] == new, limit=30
+        )
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        model_file.write_bytes(intact)
+        _flask(live_server, "models", "rollback")
+        _wait_workers(url, lambda body: body["model_version"] == original, limit=20)
+
+    assert len(degraded) == 3, degraded
+    for body in degraded.values():
+        assert (body["model_version"], body["released"]) == (original, new)
+        assert "checksum" in body["problem"]
+    assert set(degraded) <= set(healed), (degraded, healed)
+    assert len(outcomes) > 50
+    assert [o for o in outcomes if o[0] >= 500 or 0 < o[0] != 201] == []  # no 5xx
+    # on a loaded machine a request may wait out the client's 10 s while the workers boot
+    assert [o for o in outcomes if o[0] == 0 and "timed out" not in o[1]] == []
+    assert {version for status, version in outcomes if status == 201} == {original, new}

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import insert, select, update
 from werkzeug.serving import make_server
 
-from fraudapp import create_app
+from fraudapp import create_app, register_model
 from fraudapp.extensions import db
 from fraudapp.ml.registry import Registry, previous_of
 from fraudapp.models import (
@@ -306,6 +306,33 @@ def test_node_status_shows_who_is_behind_or_silent(app, node):
         "node-b": (None, True, False),
         "node-c": ("v1", False, True),
     }
+
+
+def test_a_node_serving_a_fallback_reports_it_and_heals(app, client, users):
+    version = _copy_of_v1()
+    releases.release(version, "promote", "admin")
+    model_file = registry().path(version) / "model.txt"
+    original = model_file.read_bytes()
+    model_file.write_bytes(original[:100])
+    app.config["MODEL_RETRY_SECONDS"] = 0.0
+    register_model(app)  # a worker (re)starts
+    agent.tick()
+    (row,) = agent.nodes()
+    assert (row["version"], row["degraded"], row["behind"]) == ("v1", True, True)
+    assert row["error"].startswith("serving v1 instead of v2: ") and "checksum" in row["error"]
+    login(client, users["admin"])
+    page = client.get("/admin/nodes").get_data(as_text=True)
+    assert ">degraded</span>" in page and "serving v1 instead of v2" in page
+
+    model_file.write_bytes(original)
+    agent.tick()
+    (row,) = agent.nodes()
+    assert (row["version"], row["degraded"], row["behind"], row["error"]) == (
+        "v2",
+        False,
+        False,
+        None,
+    )
 
 
 def _get_artifact(url: str, header: str | None) -> int:

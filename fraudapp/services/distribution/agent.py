@@ -15,8 +15,10 @@ from ...errors import unreachable
 from ...extensions import db
 from ...ml.registry import RegistryError
 from ...models import NodeStatus, dialect_insert, utcnow
-from ..serving import registry
+from ..serving import model_state
 from .releases import ReleaseError, current, sync
+
+FALLBACK_PREFIX = "serving "  # starts the heartbeat's error of a process serving a fallback
 
 
 class Guard:
@@ -68,16 +70,22 @@ def node_name() -> str:
 
 
 def heartbeat(error: str | None = None) -> None:
-    """Report the version this node's registry serves, and either a success or the error of this
-    round (kept as the last error until the next one); commits."""
+    """Report the version this process serves (and why, when it is not the released one: a
+    damaged model file), and either a success or the error of this round (kept as the last error
+    until the next one); commits."""
     config = current_app.config
     now = utcnow()
+    state = model_state()
+    shown = error
+    if state.degraded:
+        served = f"{FALLBACK_PREFIX}{state.serving or 'nothing'} instead of {state.released}"
+        shown = "; ".join(filter(None, [f"{served}: {state.problem}", error]))
     values = {
         "name": node_name(),
         "role": config["ROLE"],
         "url": config["NODE_URL"],
-        "version": registry().current(),
-        "error": (error or None) and error[:500],
+        "version": state.serving,
+        "error": (shown or None) and shown[:500],
         "heartbeat_at": now,
     }
     if error:
@@ -113,6 +121,7 @@ def nodes() -> list[dict]:
                 "last_success_at": row.last_success_at,
                 "last_error": row.last_error,
                 "last_error_at": row.last_error_at,
+                "degraded": (row.error or "").startswith(FALLBACK_PREFIX),
                 "behind": row.version != target,
                 "silent": now - seen > silent_after,
             }
