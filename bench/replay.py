@@ -35,7 +35,7 @@ from fraudapp.ml.training import Windows  # noqa: E402
 from fraudapp.models import Prediction, Transaction  # noqa: E402
 from fraudapp.services import tokens  # noqa: E402
 from fraudapp.services.serving import registry  # noqa: E402
-from fraudapp.services.training import runs  # noqa: E402
+from fraudapp.services.training import runs, trainer  # noqa: E402
 from fraudapp.services.training.train import train_and_publish  # noqa: E402
 from fraudapp.services.transactions import history, labels  # noqa: E402
 
@@ -193,7 +193,7 @@ def main() -> None:
                 )
             if i % 7 == 6:
                 runs.request_run("schedule", "replay")
-                runs.work(once=True, poll_seconds=0, log=lambda message: print("  " + message))
+                trainer.work(once=True, poll_seconds=0, log=lambda message: print("  " + message))
             print(f"{day.date()}: {len(today)} scored, serving {registry().current()}", flush=True)
         table = weekly_table(frame, start, args.weeks, baseline)
     print(
