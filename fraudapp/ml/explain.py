@@ -8,9 +8,15 @@ from . import features
 from .registry import LoadedModel
 
 
-def explain(model: LoadedModel, row: np.ndarray, top: int) -> list[dict]:
-    """The features that moved this row's score most (LightGBM contributions), in plain words."""
-    contributions = model.contributions(row)[:-1]
+def explain_rows(model: LoadedModel, rows: np.ndarray, top: int) -> list[list[dict]]:
+    """Per row, the features that moved its score most (LightGBM contributions), in plain words."""
+    return [
+        _reasons(row, contributions[:-1], top)
+        for row, contributions in zip(rows, model.contributions(rows), strict=True)
+    ]
+
+
+def _reasons(row: np.ndarray, contributions: np.ndarray, top: int) -> list[dict]:
     order = np.argsort(-np.abs(contributions))[:top]
     return [
         {

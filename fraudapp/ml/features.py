@@ -3,8 +3,9 @@
 A transaction is described by its time (Unix seconds, UTC), customer, terminal and amount. Its
 features come from the history before it: the customer's spending windows and the terminal's fraud
 risk from the labels known at scoring time, after a label delay. The same numpy code serves both
-paths: offline over a whole history (training) and online over the few rows the database returns for
-one new transaction (`features_for_one`), so the two cannot drift apart.
+paths: offline over a whole history (training) and online over the rows the database returns for new
+transactions, one or a list or a file's chunk at a time (`features_of_new`), so the two cannot drift
+apart.
 
 Window sums are computed in fixed point (exact int64 arithmetic), so a row's sums depend only on the
 rows inside its windows: the online path, which sees only those rows, gets the offline values bit
@@ -130,27 +131,73 @@ class TerminalStats(NamedTuple):
     first_fraud_age: np.ndarray
 
 
+class History(NamedTuple):
+    """Stored rows of some customers or terminals: group (the customer or terminal), time and a
+    value (the amount, or 1 for a known fraud), in any order."""
+
+    group: np.ndarray
+    time: np.ndarray
+    value: np.ndarray
+
+
 _GROUP_SHIFT = np.int64(1) << np.int64(32)
 _FIXED_POINT = 1e8  # window sums: exact int64 sums of value·1e8 (for |value| < 9e10)
 
 
-def _grouped_keys(group: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sort order by (group, time), stable, and the sorted int64 keys group·2³² + time."""
-    order = np.lexsort((time, group))
-    keys = group[order].astype(np.int64) * _GROUP_SHIFT + time[order].astype(np.int64)
-    return order, keys
+class _Timeline:
+    """Rows sorted stably by (group, time): the input row `order[k]` sits at position k.
 
+    A row sees the visible rows before it in this order (earlier rows at the same second
+    included); rows that are not visible get their own statistics but are seen by no other row.
+    Values passed to `sums` are in this sorted order.
+    """
 
-def _window_starts(keys: np.ndarray, days: int) -> np.ndarray:
-    """For each sorted key, the first position of its group's rows later than `days` before it."""
-    return np.searchsorted(keys, keys - days * DAY, side="right")
+    def __init__(self, group, time, visible):
+        time = np.asarray(time, dtype=np.int64)
+        keys = np.asarray(group, dtype=np.int64) * _GROUP_SHIFT + time
+        self.order = np.argsort(keys, kind="stable")
+        self.keys = keys[self.order]
+        self.time = time[self.order]
+        n = len(keys)
+        self.visible = (
+            np.ones(n, bool) if visible is None else np.asarray(visible, bool)[self.order]
+        )
+        self.seen = np.concatenate(([0], np.cumsum(self.visible)))  # visible rows before each
 
+    def wanted(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted positions of `rows` (default: all), and the index that puts values computed
+        at those positions back in `rows` order."""
+        if rows is None:
+            back = np.empty(len(self.order), dtype=np.int64)
+            back[self.order] = np.arange(len(self.order))
+            return np.arange(len(self.order)), back
+        inverse = np.empty(len(self.order), dtype=np.int64)
+        inverse[self.order] = np.arange(len(self.order))
+        positions = inverse[rows]
+        ordered = np.sort(positions)
+        return ordered, np.searchsorted(ordered, positions)
 
-def _window_ends(keys: np.ndarray, delay_days: int) -> np.ndarray:
-    """For each sorted key, the end (exclusive) of its window: itself, or `delay_days` before it."""
-    if delay_days:
-        return np.searchsorted(keys, keys - delay_days * DAY, side="right")
-    return np.arange(1, len(keys) + 1)
+    def start(self, positions: np.ndarray, days: int) -> np.ndarray:
+        """The first position of each row's group later than `days` before it."""
+        return np.searchsorted(self.keys, self.keys[positions] - days * DAY, side="right")
+
+    def sums(self, value, positions, windows_days, delay_days=0):
+        """Count and sum of the visible rows' `value` (sorted order) in each row's windows
+        (t − delay − w, t − delay]; with no delay the row itself counts, visible or not."""
+        fixed = np.rint(value * _FIXED_POINT).astype(np.int64)
+        # wraps harmlessly: differences are exact
+        cumulative = np.concatenate(([0], np.cumsum(np.where(self.visible, fixed, 0))))
+        if delay_days:
+            right, own_count, own = self.start(positions, delay_days), 0, 0
+        else:
+            right, own_count, own = positions, 1, fixed[positions]
+        counts = np.empty((len(positions), len(windows_days)))
+        sums = np.empty((len(positions), len(windows_days)))
+        for j, w in enumerate(windows_days):
+            left = self.start(positions, delay_days + w)
+            counts[:, j] = self.seen[right] - self.seen[left] + own_count
+            sums[:, j] = (cumulative[right] - cumulative[left] + own) / _FIXED_POINT
+        return counts, sums
 
 
 def window_sums(
@@ -167,18 +214,11 @@ def window_sums(
     windows do.
     Returns two arrays of shape (n_rows, len(windows_days)) in input order.
     """
-    n = len(time)
-    order, keys = _grouped_keys(np.asarray(group), np.asarray(time))
-    fixed = np.rint(np.asarray(value, dtype=np.float64)[order] * _FIXED_POINT).astype(np.int64)
-    cumulative = np.concatenate(([0], np.cumsum(fixed)))  # wraps harmlessly: differences are exact
-    right = _window_ends(keys, delay_days)
-    counts = np.empty((n, len(windows_days)))
-    sums = np.empty((n, len(windows_days)))
-    for j, w in enumerate(windows_days):
-        left = _window_starts(keys, delay_days + w)
-        counts[order, j] = right - left
-        sums[order, j] = (cumulative[right] - cumulative[left]) / _FIXED_POINT
-    return counts, sums
+    timeline = _Timeline(group, time, None)
+    positions, back = timeline.wanted(None)
+    value = np.asarray(value, dtype=np.float64)[timeline.order]
+    counts, sums = timeline.sums(value, positions, windows_days, delay_days)
+    return counts[back], sums[back]
 
 
 def mean_before(amount, count, amount_sum) -> np.ndarray:
@@ -195,46 +235,62 @@ def amount_ratio(amount, count, amount_sum) -> np.ndarray:
     return np.divide(amount, mean, out=np.ones_like(mean), where=mean > 0)
 
 
-def customer_stats(customer, time, amount) -> CustomerStats:
-    """The customer window stats of every row (see `CustomerStats`).
+def customer_stats(customer, time, amount, visible=None, rows=None) -> CustomerStats:
+    """The customer window stats of `rows` (default: every row; see `CustomerStats` and
+    `_Timeline` for `visible`).
 
     A transaction is large when its amount exceeds `LARGE_AMOUNT_FACTOR` times the customer's mean
     amount over the `LARGE_AMOUNT_BASELINE_DAYS` before it.
     """
-    amount = np.asarray(amount, dtype=np.float64)
-    count, amount_sum = window_sums(customer, time, amount, CUSTOMER_STAT_WINDOWS)
-    j = CUSTOMER_STAT_WINDOWS.index(LARGE_AMOUNT_BASELINE_DAYS)
-    ratio = amount_ratio(amount, count[:, j], amount_sum[:, j])
-    large = (ratio > LARGE_AMOUNT_FACTOR).astype(np.float64)
-    _, large_sum = window_sums(customer, time, large, (LARGE_TX_WINDOW_DAYS,))
-    return CustomerStats(count, amount_sum, large_sum[:, 0] - large)
+    timeline = _Timeline(customer, time, visible)
+    amount = np.asarray(amount, dtype=np.float64)[timeline.order]
+    positions, back = timeline.wanted(rows)
+    count, amount_sum = timeline.sums(amount, positions, CUSTOMER_STAT_WINDOWS)
+    # Large or not, for every row that can fall in the recent window of one of `rows`.
+    earliest = timeline.time[positions].min(initial=np.iinfo(np.int64).max)
+    candidates = np.flatnonzero(timeline.time > earliest - LARGE_TX_WINDOW_DAYS * DAY)
+    base_count, base_sum = timeline.sums(amount, candidates, (LARGE_AMOUNT_BASELINE_DAYS,))
+    large = np.zeros(len(amount))
+    large[candidates] = amount_ratio(amount[candidates], base_count[:, 0], base_sum[:, 0])
+    large = (large > LARGE_AMOUNT_FACTOR).astype(np.float64)
+    _, large_sum = timeline.sums(large, positions, (LARGE_TX_WINDOW_DAYS,))
+    return CustomerStats(count[back], amount_sum[back], (large_sum[:, 0] - large[positions])[back])
 
 
-def terminal_stats(terminal, time, fraud) -> TerminalStats:
-    """The terminal stats of every row (see `TerminalStats`), from the labels known before the
-    delay.
+def terminal_stats(terminal, time, fraud, visible=None, rows=None) -> TerminalStats:
+    """The terminal stats of `rows` (default: every row; see `TerminalStats` and `_Timeline` for
+    `visible`), from the labels known before the delay.
 
     The run of known frauds is the terminal's transactions after its latest known genuine one (or
     all of them when there is none) within the `TERMINAL_FRAUD_RUN_DAYS` before the delay; those at
     the same second as that genuine one do not count, so the run does not depend on row order.
     """
-    fraud = np.asarray(fraud, dtype=np.float64)
-    count, frauds = window_sums(terminal, time, fraud, TERMINAL_WINDOWS, TERMINAL_DELAY_DAYS)
-    order, keys = _grouped_keys(np.asarray(terminal), np.asarray(time))
-    right = _window_ends(keys, TERMINAL_DELAY_DAYS)
-    left = _window_starts(keys, TERMINAL_DELAY_DAYS + TERMINAL_FRAUD_RUN_DAYS)
-    sorted_time, is_fraud = np.asarray(time, dtype=np.int64)[order], fraud[order] > 0
-    run_start = _fraud_run_starts(keys, is_fraud, left, right)
-    first = _first_fraud(is_fraud, left, right)
-    run_length, run_age, first_age = (np.empty(len(keys)) for _ in range(3))
-    run_length[order] = right - run_start
-    run_age[order] = _age_days(sorted_time, run_start, right - run_start > 0)
-    first_age[order] = _age_days(sorted_time, first, first < right)
-    return TerminalStats(count, frauds, run_length, run_age, first_age)
+    timeline = _Timeline(terminal, time, visible)
+    fraud = np.asarray(fraud, dtype=np.float64)[timeline.order]
+    positions, back = timeline.wanted(rows)
+    count, frauds = timeline.sums(fraud, positions, TERMINAL_WINDOWS, TERMINAL_DELAY_DAYS)
+    run_length, run_age, first_age = (np.zeros(len(positions)) for _ in range(3))
+    seen = timeline.visible
+    keys, seen_time = timeline.keys[seen], timeline.time[seen]
+    if len(keys):
+        is_fraud = fraud[seen] > 0
+        own_keys, own_time = timeline.keys[positions], timeline.time[positions]
+        right = np.searchsorted(keys, own_keys - TERMINAL_DELAY_DAYS * DAY, side="right")
+        left = np.searchsorted(
+            keys, own_keys - (TERMINAL_DELAY_DAYS + TERMINAL_FRAUD_RUN_DAYS) * DAY, side="right"
+        )
+        run_start = _fraud_run_starts(keys, is_fraud, left, right)
+        first = _first_fraud(is_fraud, left, right)
+        run_length[:] = right - run_start
+        run_age[:] = _age_days(own_time, seen_time, run_start, right - run_start > 0)
+        first_age[:] = _age_days(own_time, seen_time, first, first < right)
+    stats = (count, frauds, run_length, run_age, first_age)
+    return TerminalStats(*(a[back] for a in stats))
 
 
 def _fraud_run_starts(keys, is_fraud, left, right) -> np.ndarray:
-    """Per sorted row, where the run of frauds ending at `right` starts within [left, right)."""
+    """Per row, where the run of frauds ending at `right` starts within [left, right) of the
+    sorted `keys`."""
     positions = np.arange(len(keys))
     last_genuine = np.maximum.accumulate(np.where(is_fraud, -1, positions))
     before_end = last_genuine[np.maximum(right - 1, 0)]
@@ -244,17 +300,17 @@ def _fraud_run_starts(keys, is_fraud, left, right) -> np.ndarray:
 
 
 def _first_fraud(is_fraud, left, right) -> np.ndarray:
-    """Per sorted row, the first fraud position in [left, right), or `right` when there is none."""
+    """Per row, the first fraud position in [left, right), or `right` when there is none."""
     n = len(is_fraud)
     positions = np.where(is_fraud, np.arange(n), n)
     next_fraud = np.append(np.minimum.accumulate(positions[::-1])[::-1], n)
     return np.minimum(next_fraud[left], right)
 
 
-def _age_days(sorted_time, position, valid) -> np.ndarray:
-    """Days from the row at `position` to each row, where valid, else 0."""
+def _age_days(time, sorted_time, position, valid) -> np.ndarray:
+    """Days from the sorted row at `position` to each row's `time`, where valid, else 0."""
     then = sorted_time[np.minimum(position, len(sorted_time) - 1)]
-    return np.where(valid, (sorted_time - then) / DAY, 0.0)
+    return np.where(valid, (time - then) / DAY, 0.0)
 
 
 def assemble(time, amount, customer: CustomerStats, terminal: TerminalStats) -> np.ndarray:
@@ -280,37 +336,48 @@ def assemble(time, amount, customer: CustomerStats, terminal: TerminalStats) -> 
     return np.column_stack(columns)
 
 
-def compute_features(customer, terminal, time, amount, fraud) -> np.ndarray:
-    """Offline: the feature matrix of every row of a history (fraud: 1 known fraud, else 0)."""
+def compute_features(customer, terminal, time, amount, fraud, visible=None, rows=None):
+    """The feature matrix of `rows` (default: every row) of a history (fraud: 1 known fraud, else
+    0), each row seeing the visible rows before it (default: all) — see `_Timeline`."""
+    time, amount = np.asarray(time, dtype=np.int64), np.asarray(amount, dtype=np.float64)
+    own = slice(None) if rows is None else rows
     return assemble(
-        time,
-        amount,
-        customer_stats(customer, time, amount),
-        terminal_stats(terminal, time, fraud),
+        time[own],
+        amount[own],
+        customer_stats(customer, time, amount, visible, rows),
+        terminal_stats(terminal, time, fraud, visible, rows),
     )
 
 
-def features_for_one(
-    time: int,
-    amount: float,
-    customer_history: tuple[np.ndarray, np.ndarray],
-    terminal_history: tuple[np.ndarray, np.ndarray],
+def features_of_new(
+    customer, terminal, time, amount, visible, customers: History, terminals: History
 ) -> np.ndarray:
-    """Online: the feature vector of one new transaction.
+    """Online: the feature matrix of new transactions, in sequence order.
 
-    `customer_history` is (times, amounts) of the customer's earlier transactions within the last
-    `CUSTOMER_LOOKBACK_DAYS`; `terminal_history` is (times, known frauds) of the terminal's earlier
-    transactions within the last `TERMINAL_LOOKBACK_DAYS`. Extra older rows do no harm.
+    Each sees the stored rows — `customers`: (customer, time, amount) of its customer's rows within
+    `CUSTOMER_LOOKBACK_DAYS`; `terminals`: (terminal, time, known fraud) of its terminal's rows
+    within `TERMINAL_LOOKBACK_DAYS` — and the visible new rows before it. New rows must be in time
+    order for that to mean "before it in time". Extra older or unrelated stored rows do no harm.
     """
-    c_time = np.append(np.asarray(customer_history[0], dtype=np.int64), time)
-    c_amount = np.append(np.asarray(customer_history[1], dtype=np.float64), amount)
-    t_time = np.append(np.asarray(terminal_history[0], dtype=np.int64), time)
-    t_fraud = np.append(np.asarray(terminal_history[1], dtype=np.float64), 0.0)
-    c_stats = customer_stats(np.zeros(len(c_time), np.int64), c_time, c_amount)
-    t_stats = terminal_stats(np.zeros(len(t_time), np.int64), t_time, t_fraud)
+    time, amount = np.asarray(time, dtype=np.int64), np.asarray(amount, dtype=np.float64)
+    visible = np.asarray(visible, dtype=bool)
+    own_c = np.arange(len(customers.time), len(customers.time) + len(time))
+    own_t = np.arange(len(terminals.time), len(terminals.time) + len(time))
     return assemble(
-        c_time[-1:],
-        c_amount[-1:],
-        CustomerStats(*(a[-1:] for a in c_stats)),
-        TerminalStats(*(a[-1:] for a in t_stats)),
-    )[0]
+        time,
+        amount,
+        customer_stats(
+            np.concatenate((customers.group, customer)).astype(np.int64),
+            np.concatenate((customers.time, time)),
+            np.concatenate((customers.value, amount)),
+            np.concatenate((np.ones(len(customers.time), bool), visible)),
+            own_c,
+        ),
+        terminal_stats(
+            np.concatenate((terminals.group, terminal)).astype(np.int64),
+            np.concatenate((terminals.time, time)),
+            np.concatenate((terminals.value, np.zeros(len(time)))),
+            np.concatenate((np.ones(len(terminals.time), bool), visible)),
+            own_t,
+        ),
+    )

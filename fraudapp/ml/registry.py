@@ -75,10 +75,10 @@ class LoadedModel:
         with self._lock:
             return self.booster.predict(rows, num_threads=1)
 
-    def contributions(self, row: np.ndarray) -> np.ndarray:
-        """Per-feature contributions (log-odds) to one row's score, bias last."""
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        """Per row, the per-feature contributions (log-odds) to its score, bias last."""
         with self._lock:
-            return self.booster.predict(row.reshape(1, -1), pred_contrib=True, num_threads=1)[0]
+            return self.booster.predict(rows, pred_contrib=True, num_threads=1)
 
 
 def sha256_of(path: Path) -> str:

@@ -232,7 +232,7 @@ def test_two_identical_requests_at_once_store_one_prediction(
 ):
     """The other request stores the transaction between this one's look-up and its insert: the
     unique index refuses this one's insert, and it answers with the stored prediction."""
-    look_up = scoring._stored_answer
+    look_up = scoring._stored_answers
     other = {}
 
     def racing(*args):
@@ -241,7 +241,7 @@ def test_two_identical_requests_at_once_store_one_prediction(
             thread = threading.Thread(target=send, args=(other,))
             thread.start()
             thread.join()
-            return None
+            return {}
         return look_up(*args)
 
     def send(into: dict) -> None:
@@ -249,7 +249,7 @@ def test_two_identical_requests_at_once_store_one_prediction(
             "/api/v1/predictions", json=_tx(transaction_id="race"), headers=auth
         )
 
-    monkeypatch.setattr(scoring, "_stored_answer", racing)
+    monkeypatch.setattr(scoring, "_stored_answers", racing)
     mine = client.post("/api/v1/predictions", json=_tx(transaction_id="race"), headers=auth)
     theirs = other["response"]
     assert (theirs.status_code, mine.status_code) == (201, 200)

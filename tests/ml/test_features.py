@@ -45,10 +45,45 @@ def test_online_equals_offline_on_simulated_history(simulated_frame):
         before = np.arange(len(frame)) < i
         c = before & (customer == customer[i])
         t = before & (terminal == terminal[i])
-        online = features.features_for_one(
-            time[i], amount[i], (time[c], amount[c]), (time[t], fraud[t])
-        )
+        online = _one(time[i], amount[i], (time[c], amount[c]), (time[t], fraud[t]))
         np.testing.assert_allclose(online, offline[i], rtol=1e-7, atol=1e-6)
+
+
+def _one(time, amount, customer_rows, terminal_rows) -> np.ndarray:
+    """The features of one new transaction of customer 0 at terminal 0 from their stored rows."""
+    customers = features.History(np.zeros(len(customer_rows[0])), *customer_rows)
+    terminals = features.History(np.zeros(len(terminal_rows[0])), *terminal_rows)
+    return features.features_of_new([0], [0], [time], [amount], [False], customers, terminals)[0]
+
+
+def test_a_batch_equals_its_rows_one_by_one(simulated_frame):
+    """New rows scored at once, in time order: each sees the stored rows and the visible new rows
+    before it (the consented ones), exactly as when sent one by one."""
+    frame = simulated_frame
+    time = to_unix_seconds(frame["TX_DATETIME"])
+    customer, terminal = frame["CUSTOMER_ID"].to_numpy(), frame["TERMINAL_ID"].to_numpy()
+    amount, fraud = frame["TX_AMOUNT"].to_numpy(), frame["TX_FRAUD"].to_numpy().astype(float)
+    stored, n = len(frame) - 3_000, 3_000
+    new = slice(stored, None)
+    visible = np.random.default_rng(1).random(n) < 0.5
+    batch = features.features_of_new(
+        customer[new],
+        terminal[new],
+        time[new],
+        amount[new],
+        visible,
+        features.History(customer[:stored], time[:stored], amount[:stored]),
+        features.History(terminal[:stored], time[:stored], fraud[:stored]),
+    )
+    for k in range(0, n, 29):
+        seen = np.concatenate((np.arange(stored), stored + np.flatnonzero(visible[:k])))
+        c, t = (
+            seen[customer[seen] == customer[stored + k]],
+            seen[terminal[seen] == terminal[stored + k]],
+        )
+        t_fraud = np.where(t < stored, fraud[t], 0.0)  # new rows have no label yet
+        alone = _one(time[stored + k], amount[stored + k], (time[c], amount[c]), (time[t], t_fraud))
+        np.testing.assert_allclose(batch[k], alone, rtol=0, atol=1e-9)
 
 
 def test_windows_follow_the_definitions():
@@ -73,7 +108,7 @@ def test_windows_follow_the_definitions():
 
 def test_calendar_features():
     saturday_night = 1_700_000_000 - 1_700_000_000 % features.DAY + 4 * features.DAY + 3 * 3600
-    x = features.features_for_one(saturday_night, 12.5, ([], []), ([], []))
+    x = _one(saturday_night, 12.5, ([], []), ([], []))
     names = dict(zip(features.FEATURES, x, strict=True))
     assert names["TX_DURING_WEEKEND"] == 1.0  # 2023-11-18 was a Saturday
     assert names["TX_DURING_NIGHT"] == 1.0

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from ...extensions import db
 from ...ml import features
-from ...ml.explain import explain
+from ...ml.explain import explain_rows
 from ...models import Label, Prediction, Transaction
 from ..serving import load_version
 from .limits import utc_midnight
@@ -96,7 +96,7 @@ def explanations(predictions: list[Prediction], top: int = 3) -> dict[int, list[
             continue
         row = np.array([prediction.features.get(name, 0.0) for name in features.FEATURES])
         reasons[prediction.id] = [
-            (r["text"], r["contribution"] > 0) for r in explain(model, row, top)
+            (r["text"], r["contribution"] > 0) for r in explain_rows(model, row[None, :], top)[0]
         ]
     return reasons
 

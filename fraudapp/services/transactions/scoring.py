@@ -1,7 +1,10 @@
 """Scoring: a transaction → online features from the history → the serving model → a prediction.
 
-The hot path runs two indexed range queries, numpy feature code and one booster call on one thread;
-contributions are computed only when an explanation is asked for.
+The hot path reads both windows (the customer's and the terminal's rows) in one round trip by
+covering indexes, computes the features with the same numpy code training uses, and calls the
+booster once per batch on one thread; contributions are computed only when an explanation is asked
+for. A list is scored at once, stretch by time-ordered stretch, with the same results as scoring its
+transactions one by one.
 
 A consented transaction carrying an external id (the API's `transaction_id`) is stored once: sent
 again by the same API token with the same details, it is answered from storage (a replay: same
@@ -10,18 +13,19 @@ id, score, decision, threshold and version) instead of being scored and stored t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 from flask import current_app
-from sqlalchemy import Integer, bindparam, cast, func, select
+from sqlalchemy import Integer, bindparam, cast, func, literal_column, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
 from ...ml import features
-from ...ml.explain import explain
+from ...ml.explain import explain_rows
 from ...ml.registry import LoadedModel
 from ...models import DailyCount, Prediction, Transaction, dialect_insert
 from ...telemetry import record_predictions
@@ -86,49 +90,89 @@ class Scored:
         return body
 
 
-_CUSTOMER_ROWS = select(Transaction.tx_time, Transaction.amount).where(
-    Transaction.customer_id == bindparam("customer"),
-    Transaction.tx_time > bindparam("start"),
-    Transaction.tx_time <= bindparam("end"),
-)
-_TERMINAL_ROWS = select(
-    Transaction.tx_time, func.coalesce(cast(Transaction.fraud, Integer), 0)
-).where(
-    Transaction.terminal_id == bindparam("terminal"),
-    Transaction.tx_time > bindparam("start"),
-    Transaction.tx_time <= bindparam("end"),
-)
+def _windows_statement(before_id: bool):
+    """Both windows of a set of transactions in one round trip: the customers' rows (kind 0,
+    amount) and the terminals' rows (kind 1, known fraud), each by its covering index."""
+    customer_rows = select(
+        literal_column("0"), Transaction.customer_id, Transaction.tx_time, Transaction.amount
+    ).where(
+        Transaction.customer_id.in_(bindparam("customers", expanding=True)),
+        Transaction.tx_time > bindparam("customer_start"),
+        Transaction.tx_time <= bindparam("end"),
+    )
+    if before_id:
+        customer_rows = customer_rows.where(Transaction.id < bindparam("before"))
+    terminal_rows = select(
+        literal_column("1"),
+        Transaction.terminal_id,
+        Transaction.tx_time,
+        func.coalesce(cast(Transaction.fraud, Integer), 0),
+    ).where(
+        Transaction.terminal_id.in_(bindparam("terminals", expanding=True)),
+        Transaction.tx_time > bindparam("terminal_start"),
+        Transaction.tx_time <= bindparam("terminal_end"),
+    )
+    return union_all(customer_rows, terminal_rows)
 
 
-def _rows(statement, **params) -> tuple[np.ndarray, np.ndarray]:
+_WINDOWS = _windows_statement(before_id=False)
+_WINDOWS_BEFORE = _windows_statement(before_id=True)
+
+
+def stored_windows(
+    txs: list[TransactionIn], before_id: int | None = None
+) -> tuple[features.History, features.History]:
+    """The stored rows the features of `txs` can depend on: their customers' rows within the
+    customer lookback and their terminals' rows within the terminal lookback, before the delay
+    (for a stored transaction, `before_id` is its id: only customer rows stored before it count)."""
+    day = features.DAY
+    first, last = min(tx.tx_time for tx in txs), max(tx.tx_time for tx in txs)
+    params = {
+        "customers": sorted({tx.customer_id for tx in txs}),
+        "terminals": sorted({tx.terminal_id for tx in txs}),
+        "customer_start": first - features.CUSTOMER_LOOKBACK_DAYS * day,
+        "end": last,
+        "terminal_start": first - features.TERMINAL_LOOKBACK_DAYS * day,
+        "terminal_end": last - features.TERMINAL_DELAY_DAYS * day,
+    }
+    statement = _WINDOWS if before_id is None else _WINDOWS_BEFORE
+    if before_id is not None:
+        params["before"] = before_id
     # On the session's connection, as plain Core: the ORM's result layer costs more than the query.
     rows = db.session.connection().execute(statement, params).all()
-    if not rows:
-        return np.empty(0, np.int64), np.empty(0)
-    times, values = zip(*rows, strict=True)
-    return np.fromiter(times, np.int64, len(rows)), np.fromiter(values, np.float64, len(rows))
+    table = np.array(rows, dtype=np.float64).reshape(len(rows), 4)
+    kind = table[:, 0] == 0
+    return (
+        features.History(*_columns(table[kind])),
+        features.History(*_columns(table[~kind])),
+    )
+
+
+def _columns(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return table[:, 1].astype(np.int64), table[:, 2].astype(np.int64), table[:, 3]
+
+
+def features_of(
+    txs: list[TransactionIn], visible: list[bool], before_id: int | None = None
+) -> np.ndarray:
+    """The feature matrix of new transactions (in time order), each seeing the stored history and
+    the visible ones before it."""
+    customers, terminals = stored_windows(txs, before_id)
+    return features.features_of_new(
+        np.fromiter((tx.customer_id for tx in txs), np.int64, len(txs)),
+        np.fromiter((tx.terminal_id for tx in txs), np.int64, len(txs)),
+        np.fromiter((tx.tx_time for tx in txs), np.int64, len(txs)),
+        np.fromiter((tx.amount for tx in txs), np.float64, len(txs)),
+        visible,
+        customers,
+        terminals,
+    )
 
 
 def online_features(tx: TransactionIn, before_id: int | None = None) -> np.ndarray:
     """The feature vector of a transaction from the history stored before it (for a stored
     transaction, `before_id` is its id: only rows stored before it count)."""
-    t, day = tx.tx_time, features.DAY
-    customer_rows = _CUSTOMER_ROWS
-    if before_id is not None:
-        customer_rows = customer_rows.where(Transaction.id < before_id)
-    customer = _rows(
-        customer_rows,
-        customer=tx.customer_id,
-        start=t - features.CUSTOMER_LOOKBACK_DAYS * day,
-        end=t,
-    )
-    terminal = _rows(
-        _TERMINAL_ROWS,
-        terminal=tx.terminal_id,
-        start=t - features.TERMINAL_LOOKBACK_DAYS * day,
-        end=t - features.TERMINAL_DELAY_DAYS * day,
-    )
-    return features.features_for_one(t, tx.amount, customer, terminal)
+    return features_of([tx], [False], before_id)[0]
 
 
 def score(
@@ -152,10 +196,11 @@ def score_batch(
 ) -> list[Scored]:
     """Score transactions in order, each seeing the ones stored before it; one commit.
 
-    A consented one whose external id is stored already is answered from storage when the same
-    token stored it with the same details, else DuplicateTransaction (nothing is stored). When a
-    concurrent request stores the same id first, the unique index refuses ours: the batch is
-    rolled back and answered again, this time finding the stored one.
+    A consented one whose external id is stored already (or came earlier in the batch) is
+    answered from storage when the same token stored it with the same details, else
+    DuplicateTransaction (nothing is stored). When a concurrent request stores the same id first,
+    the unique index refuses ours: the batch is rolled back and answered again, this time finding
+    the stored one.
     """
     model = serving_model()
     for attempt in range(1, _ATTEMPTS + 1):
@@ -179,13 +224,87 @@ def _answer_all(
     want_explanation: bool,
     api_token_id: int | None,
 ) -> list[Scored]:
-    results = [
-        _answer(model, index, tx, consent, want_explanation, api_token_id)
-        for index, (tx, consent) in enumerate(items)
-    ]
+    """Replays from storage, then the new transactions scored run by run: a run is a stretch of
+    the batch in time order, scored at once; it is stored before the next run reads its windows,
+    so each transaction sees exactly the ones stored before it, as if sent one by one."""
+    results: list[Scored | None] = [None] * len(items)
+    replays = _stored_answers(model, items, want_explanation, api_token_id)
+    first_of: dict[str, int] = {}  # a consented external id → the batch index that stores it
+    new: list[int] = []
+    for index, (tx, consent) in enumerate(items):
+        if index in replays:
+            results[index] = replays[index]
+        elif consent and tx.external_id is not None and tx.external_id in first_of:
+            continue  # answered below from the earlier one
+        else:
+            if consent and tx.external_id is not None:
+                first_of[tx.external_id] = index
+            new.append(index)
+    for run in _time_ordered_runs(new, items):
+        scored = _score_run(model, items, run, want_explanation, api_token_id)
+        for index, result in zip(run, scored, strict=True):
+            results[index] = result
+    for index, (tx, _) in enumerate(items):
+        if results[index] is None:
+            results[index] = _repeated(items, first_of[tx.external_id], index, results)
     _count_predictions([result for result in results if not result.replayed])
     db.session.commit()
     return results
+
+
+def _time_ordered_runs(indexes: list[int], items) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for index in indexes:
+        if runs and items[index][0].tx_time >= items[runs[-1][-1]][0].tx_time:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return runs
+
+
+def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored]:
+    txs = [items[index][0] for index in run]
+    consents = [items[index][1] for index in run]
+    rows = features_of(txs, consents)
+    scores = model.score_many(rows)
+    threshold = decision_threshold(model)
+    explanations = (
+        explain_rows(model, rows, current_app.config["EXPLAIN_TOP"])
+        if want_explanation
+        else [[] for _ in run]
+    )
+    results = [
+        Scored(
+            score=float(probability),
+            is_fraud=bool(probability >= threshold),
+            threshold=threshold,
+            model_version=model.version,
+            features=dict(zip(features.FEATURES, row.tolist(), strict=True)),
+            explanation=explanation,
+        )
+        for probability, row, explanation in zip(scores, rows, explanations, strict=True)
+    ]
+    stored = [k for k, consent in enumerate(consents) if consent]
+    if stored:
+        ids = store_predictions(
+            [txs[k] for k in stored], [results[k] for k in stored], api_token_id
+        )
+        for k, (prediction_id, receipt) in zip(stored, ids, strict=True):
+            results[k].id, results[k].receipt = prediction_id, receipt
+    return results
+
+
+def _repeated(items, first: int, index: int, results) -> Scored:
+    """A consented external id sent twice in one batch: the second is a replay of the first when
+    the details agree."""
+    tx, earlier = items[index][0], items[first][0]
+    if _details(tx) != _details(earlier):
+        raise DuplicateTransaction(tx.external_id, index)
+    return dataclasses.replace(results[first], receipt=None, replayed=True)
+
+
+def _details(tx: TransactionIn) -> tuple:
+    return (tx.tx_time, tx.customer_id, tx.terminal_id, tx.amount)
 
 
 def _count_predictions(results: list[Scored]) -> None:
@@ -205,46 +324,51 @@ def _count_predictions(results: list[Scored]) -> None:
         )
 
 
-def _answer(
+def _stored_answers(
     model: LoadedModel,
-    index: int,
-    tx: TransactionIn,
-    consent: bool,
+    items: list[tuple[TransactionIn, bool]],
     want_explanation: bool,
     api_token_id: int | None,
-) -> Scored:
-    """The stored answer of a consented transaction whose external id is stored, else a new one."""
-    if consent and tx.external_id is not None:
-        stored = _stored_answer(model, index, tx, want_explanation, api_token_id)
-        if stored is not None:
-            return stored
-    return _score_one(model, tx, consent, want_explanation, api_token_id)
-
-
-def _stored_answer(
-    model: LoadedModel,
-    index: int,
-    tx: TransactionIn,
-    want_explanation: bool,
-    api_token_id: int | None,
-) -> Scored | None:
-    """The prediction stored for this external id (None: not stored); DuplicateTransaction when it
-    was stored with other details, by another token, or not through scoring (an import)."""
+) -> dict[int, Scored]:
+    """By batch index, the predictions stored for consented external ids (one query);
+    DuplicateTransaction when one was stored with other details, by another token, or not through
+    scoring (an import)."""
+    wanted = {
+        tx.external_id: index
+        for index, (tx, consent) in reversed(list(enumerate(items)))
+        if consent and tx.external_id is not None
+    }
+    if not wanted:
+        return {}
     found = db.session.execute(
         select(Transaction, Prediction)
         .outerjoin(Prediction, Prediction.transaction_id == Transaction.id)
-        .where(Transaction.external_id == tx.external_id)
-    ).first()
-    if found is None:
-        return None
-    transaction, prediction = found
-    same = (transaction.tx_time, transaction.customer_id, transaction.terminal_id) == (
-        tx.tx_time,
-        tx.customer_id,
-        tx.terminal_id,
-    ) and transaction.amount == tx.amount
-    if prediction is None or prediction.api_token_id != api_token_id or not same:
-        raise DuplicateTransaction(tx.external_id, index)
+        .where(Transaction.external_id.in_(list(wanted)))
+    ).all()
+    answers = {}
+    for transaction, prediction in sorted(found, key=lambda f: wanted[f[0].external_id]):
+        index = wanted[transaction.external_id]
+        tx = items[index][0]
+        same = _details(tx) == (
+            transaction.tx_time,
+            transaction.customer_id,
+            transaction.terminal_id,
+            transaction.amount,
+        )
+        if prediction is None or prediction.api_token_id != api_token_id or not same:
+            raise DuplicateTransaction(tx.external_id, index)
+        answers[index] = _replay(model, prediction, want_explanation)
+    # a later copy of a stored id in the same batch is answered like the first
+    for index, (tx, consent) in enumerate(items):
+        first = wanted.get(tx.external_id) if consent else None
+        if first is not None and first != index and first in answers:
+            if _details(tx) != _details(items[first][0]):
+                raise DuplicateTransaction(tx.external_id, index)
+            answers[index] = answers[first]
+    return answers
+
+
+def _replay(model: LoadedModel, prediction: Prediction, want_explanation: bool) -> Scored:
     result = Scored(
         score=prediction.score,
         is_fraud=prediction.is_fraud,
@@ -256,67 +380,73 @@ def _stored_answer(
     )
     if want_explanation and model.version == prediction.model_version:
         row = np.array([result.features[name] for name in features.FEATURES], dtype=np.float64)
-        result.explanation = explain(model, row, current_app.config["EXPLAIN_TOP"])
+        result.explanation = explain_rows(model, row[None, :], current_app.config["EXPLAIN_TOP"])[0]
     return result
 
 
-def _score_one(
-    model: LoadedModel,
-    tx: TransactionIn,
-    consent: bool,
-    want_explanation: bool,
+_INSERT_TRANSACTION = Transaction.__table__.insert().returning(
+    Transaction.id, sort_by_parameter_order=True
+)
+_INSERT_PREDICTION = Prediction.__table__.insert().returning(
+    Prediction.id, sort_by_parameter_order=True
+)
+
+
+def store_predictions(
+    txs: list[TransactionIn],
+    results: list[Scored],
     api_token_id: int | None = None,
-):
-    row = online_features(tx)
-    probability = model.score(row)
-    threshold = decision_threshold(model)
-    result = Scored(
-        score=probability,
-        is_fraud=probability >= threshold,
-        threshold=threshold,
-        model_version=model.version,
-        features=dict(zip(features.FEATURES, row.tolist(), strict=True)),
-    )
-    if want_explanation:
-        result.explanation = explain(model, row, current_app.config["EXPLAIN_TOP"])
-    if consent:
-        result.id, result.receipt = _store(tx, result, api_token_id)
-    return result
-
-
-_INSERT_TRANSACTION = Transaction.__table__.insert()
-_INSERT_PREDICTION = Prediction.__table__.insert()
-
-
-def _store(tx: TransactionIn, result: Scored, api_token_id: int | None = None) -> tuple[int, str]:
-    """Insert the transaction and its prediction: two Core inserts in the session's transaction (the
-    ORM unit of work costs several times more for two rows); an external id taken meanwhile by a
-    concurrent request is refused by its unique index (IntegrityError, for score_batch)."""
+    source: str = "predict",
+    receipts: bool = True,
+) -> list[tuple[int, str | None]]:
+    """Insert transactions and their predictions in bulk, in the session's transaction (Core
+    inserts: the ORM unit of work costs several times more); the prediction ids and receipt codes
+    in order. An external id taken meanwhile by a concurrent request is refused by its unique
+    index (IntegrityError, for score_batch)."""
     connection = db.session.connection()
-    transaction_id = connection.execute(
-        _INSERT_TRANSACTION,
-        {
-            "external_id": tx.external_id,
-            "tx_time": tx.tx_time,
-            "customer_id": tx.customer_id,
-            "terminal_id": tx.terminal_id,
-            "amount": tx.amount,
-            "source": "predict",
-        },
-    ).inserted_primary_key[0]
-    receipt, receipt_hash = new_receipt()
-    prediction_id = connection.execute(
-        _INSERT_PREDICTION,
-        {
-            "transaction_id": transaction_id,
-            "score": result.score,
-            "is_fraud": result.is_fraud,
-            "threshold": result.threshold,
-            "model_version": result.model_version,
-            "features": result.features,
-            "receipt_hash": receipt_hash,
-            "api_token_id": api_token_id,
-        },
-    ).inserted_primary_key[0]
-    mark_days([tx.tx_time // features.DAY])
-    return prediction_id, receipt
+    transaction_ids = (
+        connection.execute(
+            _INSERT_TRANSACTION,
+            [
+                {
+                    "external_id": tx.external_id,
+                    "tx_time": tx.tx_time,
+                    "customer_id": tx.customer_id,
+                    "terminal_id": tx.terminal_id,
+                    "amount": tx.amount,
+                    "source": source,
+                }
+                for tx in txs
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    codes = [new_receipt() if receipts else (None, None) for _ in txs]
+    prediction_ids = (
+        connection.execute(
+            _INSERT_PREDICTION,
+            [
+                {
+                    "transaction_id": transaction_id,
+                    "score": result.score,
+                    "is_fraud": result.is_fraud,
+                    "threshold": result.threshold,
+                    "model_version": result.model_version,
+                    "features": result.features,
+                    "receipt_hash": receipt_hash,
+                    "api_token_id": api_token_id,
+                }
+                for transaction_id, result, (_, receipt_hash) in zip(
+                    transaction_ids, results, codes, strict=True
+                )
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    mark_days({tx.tx_time // features.DAY for tx in txs})
+    return [
+        (prediction_id, code)
+        for prediction_id, (code, _) in zip(prediction_ids, codes, strict=True)
+    ]

@@ -1,0 +1,97 @@
+"""A list scored at once gives exactly what scoring its transactions one by one gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import delete, func, select
+
+from fraudapp.extensions import db
+from fraudapp.models import DailyCount, DirtyDay, Prediction, Transaction
+from fraudapp.services.transactions import history, scoring
+from tests.conftest import HANDBOOK_RAW, handbook_file
+
+LIST_SIZE = 1_000  # the API's largest list
+
+
+def _inputs(frame: pd.DataFrame, consent: np.ndarray) -> list[tuple[scoring.TransactionIn, bool]]:
+    return [
+        (
+            scoring.TransactionIn(
+                dt.datetime.fromisoformat(str(row.TX_DATETIME)),
+                int(row.CUSTOMER_ID),
+                int(row.TERMINAL_ID),
+                float(row.TX_AMOUNT),
+            ),
+            bool(given),
+        )
+        for row, given in zip(frame.itertuples(), consent, strict=True)
+    ]
+
+
+def _one_by_one_then_batched(items) -> tuple[list[scoring.Scored], list[scoring.Scored]]:
+    """Score the items one request each, forget what that stored, then score them in lists."""
+    last_stored = db.session.scalar(select(func.max(Transaction.id)))
+    alone = [scoring.score(tx, consent) for tx, consent in items]
+    for table in (Prediction, DailyCount, DirtyDay):
+        db.session.execute(delete(table))
+    db.session.execute(delete(Transaction).where(Transaction.id > last_stored))
+    db.session.commit()
+    batched = []
+    for start in range(0, len(items), LIST_SIZE):
+        batched += scoring.score_batch(items[start : start + LIST_SIZE], want_explanation=False)
+    return alone, batched
+
+
+def _assert_same(alone, batched) -> None:
+    assert len(alone) == len(batched)
+    for one, many in zip(alone, batched, strict=True):
+        np.testing.assert_allclose(
+            list(many.features.values()), list(one.features.values()), rtol=0, atol=1e-9
+        )
+        assert abs(many.score - one.score) <= 1e-9
+        assert many.is_fraud == one.is_fraud and (many.id is None) == (one.id is None)
+    stored = sum(one.id is not None for one in alone)
+    assert db.session.scalar(select(func.count()).select_from(Prediction)) == stored
+
+
+@pytest.mark.slow
+@pytest.mark.handbook
+def test_handbook_lists_equal_one_by_one(app):
+    """≥ 10,000 Handbook transactions of 400 customers after a month of stored history, in lists
+    of 1,000 spanning more than the terminal delay: customers and terminals repeat inside a list,
+    and half the transactions are stored (consent) — features and scores equal to 1e-9."""
+    frame = pd.read_csv(handbook_file(HANDBOOK_RAW), nrows=560_000)
+    stored = frame[frame["TX_DATETIME"] < "2018-05-01"]
+    history.import_frame(history.read_transactions_frame(stored))
+    later = frame.iloc[len(stored) :]
+    new = later[later["CUSTOMER_ID"] < 400].head(11_000)
+    assert len(new) == 11_000
+    in_lists = [new.iloc[s : s + LIST_SIZE] for s in range(0, len(new), LIST_SIZE)]
+    assert all(part["CUSTOMER_ID"].duplicated().sum() > 300 for part in in_lists)
+    assert all(part["TERMINAL_ID"].duplicated().sum() > 50 for part in in_lists)
+    consent = np.random.default_rng(0).random(len(new)) < 0.5
+    alone, batched = _one_by_one_then_batched(_inputs(new, consent))
+    _assert_same(alone, batched)
+
+
+def test_a_list_out_of_time_order_equals_one_by_one(app, stored_history):
+    """Each transaction sees only those before it in the list, even when a later one is earlier
+    in time: the list is scored stretch by time-ordered stretch."""
+    start = pd.Timestamp(stored_history["TX_DATETIME"].max())
+    rng = np.random.default_rng(2)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "TX_DATETIME": start + pd.to_timedelta(rng.integers(0, 10 * 86_400, n), unit="s"),
+            "CUSTOMER_ID": rng.choice(stored_history["CUSTOMER_ID"].unique()[:20], n),
+            "TERMINAL_ID": rng.choice(stored_history["TERMINAL_ID"].unique()[:20], n),
+            "TX_AMOUNT": rng.gamma(2.0, 30.0, n).round(2),
+        }
+    )
+    assert not frame["TX_DATETIME"].is_monotonic_increasing
+    alone, batched = _one_by_one_then_batched(_inputs(frame, rng.random(n) < 0.7))
+    _assert_same(alone, batched)
