@@ -16,9 +16,10 @@ from .ml.training import Windows
 from .services import accounts, demo, tokens
 from .services.distribution import catalog, releases
 from .services.monitoring import alerts
+from .services.serving import ModelUnavailable
 from .services.training import runs, trainer
 from .services.training.train import latest_windows, train_and_publish
-from .services.transactions import history
+from .services.transactions import files, history
 
 
 @click.command("import-transactions")
@@ -34,6 +35,34 @@ def import_transactions_command(path: str) -> None:
     click.echo(
         f"{result.rows} rows read, {result.inserted} added, {result.skipped} already "
         f"present, {result.labels} labels"
+    )
+
+
+@click.command("score-file")
+@click.argument("source", metavar="IN", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, writable=True))
+@click.option("--store", is_flag=True, help="Also store the rows in the history, with consent.")
+def score_file_command(source: str, out: str, store: bool) -> None:
+    """Score a Handbook-format CSV (.csv or .csv.gz, in time order) into OUT (.gz: compressed).
+
+    Each row sees the stored history and the file's earlier rows. Without --store nothing is kept.
+    """
+    bar = click.progressbar(length=1, label="Scoring", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.length = total
+        bar.update(done - bar.pos)
+
+    try:
+        with bar:
+            summary = files.score_file(source, out, store, progress)
+    except files.FileRefused as exc:
+        raise click.ClickException(f"{source}: {exc}; nothing was written or stored") from exc
+    except ModelUnavailable as exc:
+        raise click.ClickException(f"no model to score with: {exc}") from exc
+    click.echo(
+        f"{summary.rows} rows scored by model {summary.model_version}, {summary.flagged} flagged "
+        f"at threshold {summary.threshold:.4f}, {summary.stored} stored; written to {out}"
     )
 
 
@@ -280,6 +309,7 @@ def register_commands(app: Flask) -> None:
     """Attach every command to the app's CLI."""
     for command in (
         import_transactions_command,
+        score_file_command,
         simulate_command,
         train_command,
         models_group,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
 
 from flask import Config, Flask
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 PREFIX = "FRAUDAPP_"
 Role = Literal["all", "web", "trainer"]
@@ -55,6 +55,9 @@ class Defaults(BaseModel):
     MAX_BATCH: int = 1000
     CLOCK_SKEW_SECONDS: int = 300  # a transaction may be dated this far past the server's clock
     EXPLAIN_TOP: int = 4
+    # Threads LightGBM may use to score a file (`flask score-file`, the Score a file page); single
+    # requests always use one.
+    FILE_SCORING_THREADS: int = Field(default=2, ge=1, le=64)
     WTF_CSRF_TIME_LIMIT: int | None = None
     SESSION_COOKIE_HTTPONLY: bool = True
     SESSION_COOKIE_SAMESITE: str | None = "Lax"

@@ -46,6 +46,12 @@ def record_predictions(results) -> None:
         PREDICTIONS.labels("fraud" if result.is_fraud else "genuine", result.model_version).inc()
 
 
+def record_scored(version: str, flagged: int, total: int) -> None:
+    """Count the transactions of a scored file."""
+    PREDICTIONS.labels("fraud", version).inc(flagged)
+    PREDICTIONS.labels("genuine", version).inc(total - flagged)
+
+
 def record_label(source: str, n: int = 1) -> None:
     """Count labels given."""
     LABELS.labels(source).inc(n)

@@ -70,10 +70,16 @@ class LoadedModel:
         with self._lock:
             return float(self.booster.predict(row.reshape(1, -1), num_threads=1)[0])
 
-    def score_many(self, rows: np.ndarray) -> np.ndarray:
+    def score_many(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
         """Fraud probabilities of a feature matrix."""
         with self._lock:
-            return self.booster.predict(rows, num_threads=1)
+            return self.booster.predict(rows, num_threads=threads)
+
+    def private_copy(self) -> LoadedModel:
+        """The same model with its own booster, for long batch work that must not make the
+        worker's requests wait for the shared one."""
+        booster = lgb.Booster(model_str=self.booster.model_to_string())
+        return LoadedModel(self.version, booster, self.meta)
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """Per row, the per-feature contributions (log-odds) to its score, bias last."""

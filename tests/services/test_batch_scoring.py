@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 
 from fraudapp.extensions import db
 from fraudapp.models import DailyCount, DirtyDay, Prediction, Transaction
-from fraudapp.services.transactions import history, scoring
+from fraudapp.services.transactions import files, history, scoring
 from tests.conftest import HANDBOOK_RAW, handbook_file
 
 LIST_SIZE = 1_000  # the API's largest list
@@ -36,14 +36,23 @@ def _one_by_one_then_batched(items) -> tuple[list[scoring.Scored], list[scoring.
     """Score the items one request each, forget what that stored, then score them in lists."""
     last_stored = db.session.scalar(select(func.max(Transaction.id)))
     alone = [scoring.score(tx, consent) for tx, consent in items]
+    _forget_after(last_stored)
+    return alone, _in_lists(items)
+
+
+def _in_lists(items) -> list[scoring.Scored]:
+    batched = []
+    for start in range(0, len(items), LIST_SIZE):
+        batched += scoring.score_batch(items[start : start + LIST_SIZE], want_explanation=False)
+    return batched
+
+
+def _forget_after(last_stored: int) -> None:
+    """Delete what scoring stored after the history."""
     for table in (Prediction, DailyCount, DirtyDay):
         db.session.execute(delete(table))
     db.session.execute(delete(Transaction).where(Transaction.id > last_stored))
     db.session.commit()
-    batched = []
-    for start in range(0, len(items), LIST_SIZE):
-        batched += scoring.score_batch(items[start : start + LIST_SIZE], want_explanation=False)
-    return alone, batched
 
 
 def _assert_same(alone, batched) -> None:
@@ -60,13 +69,15 @@ def _assert_same(alone, batched) -> None:
 
 @pytest.mark.slow
 @pytest.mark.handbook
-def test_handbook_lists_equal_one_by_one(app):
+def test_handbook_lists_and_files_equal_one_by_one(app, tmp_path):
     """≥ 10,000 Handbook transactions of 400 customers after a month of stored history, in lists
     of 1,000 spanning more than the terminal delay: customers and terminals repeat inside a list,
-    and half the transactions are stored (consent) — features and scores equal to 1e-9."""
+    and half the transactions are stored (consent) — features and scores equal to 1e-9. The same
+    transactions as a file score as lists of them all with consent (each sees the earlier ones)."""
     frame = pd.read_csv(handbook_file(HANDBOOK_RAW), nrows=560_000)
     stored = frame[frame["TX_DATETIME"] < "2018-05-01"]
     history.import_frame(history.read_transactions_frame(stored))
+    history_end = db.session.scalar(select(func.max(Transaction.id)))
     later = frame.iloc[len(stored) :]
     new = later[later["CUSTOMER_ID"] < 400].head(11_000)
     assert len(new) == 11_000
@@ -76,6 +87,13 @@ def test_handbook_lists_equal_one_by_one(app):
     consent = np.random.default_rng(0).random(len(new)) < 0.5
     alone, batched = _one_by_one_then_batched(_inputs(new, consent))
     _assert_same(alone, batched)
+
+    _forget_after(history_end)
+    new.to_csv(tmp_path / "new.csv.gz", index=False)
+    files.score_file(tmp_path / "new.csv.gz", tmp_path / "scored.csv")
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    everyone = _in_lists(_inputs(new, np.ones(len(new), bool)))
+    np.testing.assert_allclose(scored["score"], [r.score for r in everyone], rtol=0, atol=1e-9)
 
 
 def test_a_list_out_of_time_order_equals_one_by_one(app, stored_history):

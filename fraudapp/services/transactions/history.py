@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,25 +45,43 @@ class ImportResult:
         return self.rows - self.inserted
 
 
+_UNREADABLE = (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, ValueError)
+
+
 def read_transactions(source) -> pd.DataFrame:
     """Parse and check a Handbook-format CSV (path or file object, gzip by extension)."""
     try:
-        frame = pd.read_csv(
-            source,
-            usecols=lambda c: c in REQUIRED + OPTIONAL,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
-        raise ImportRefused(f"unreadable CSV: {exc}") from exc
-    except ValueError as exc:  # no columns at all
+        frame = pd.read_csv(source, **_CSV_OPTIONS)
+    except _UNREADABLE as exc:  # ValueError: no columns at all
         raise ImportRefused(f"unreadable CSV: {exc}") from exc
     return read_transactions_frame(frame)
 
 
+def read_transaction_chunks(source, rows: int = CHUNK) -> Iterator[pd.DataFrame]:
+    """Parse and check a Handbook-format CSV chunk by chunk, so memory stays bounded; a bad line
+    refuses the file (ImportRefused, naming the line) when its chunk is read."""
+    try:
+        with pd.read_csv(source, chunksize=rows, **_CSV_OPTIONS) as reader:
+            for chunk in reader:
+                yield _checked_columns(chunk)
+    except _UNREADABLE as exc:
+        raise ImportRefused(f"unreadable CSV: {exc}") from exc
+
+
+_CSV_OPTIONS = {
+    "usecols": lambda c: c in REQUIRED + OPTIONAL,
+    "dtype": str,
+    "keep_default_na": False,
+    "skip_blank_lines": False,
+}
+
+
 def read_transactions_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Check a DataFrame in the Handbook's columns (any dtypes) as a file's rows are checked."""
+    return _checked_columns(frame.reset_index(drop=True))
+
+
+def _checked_columns(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ImportRefused(f"line 1: missing column(s) {', '.join(missing)}")
@@ -120,9 +138,10 @@ def _fraud_column(frame: pd.DataFrame) -> pd.Series:
 
 
 def _refuse_where(bad: pd.Series, reason: str) -> None:
+    """Refuse the first bad row, by its line: the frame's index counts data rows from 0."""
     if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ImportRefused(f"line {position + 2}: {reason}")
+        row = int(bad.index[np.flatnonzero(bad.to_numpy())[0]])
+        raise ImportRefused(f"line {row + 2}: {reason}")
 
 
 def import_transactions(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -139,13 +140,21 @@ def stored_windows(
     if before_id is not None:
         params["before"] = before_id
     # On the session's connection, as plain Core: the ORM's result layer costs more than the query.
-    rows = db.session.connection().execute(statement, params).all()
-    table = np.array(rows, dtype=np.float64).reshape(len(rows), 4)
+    table = fetch_table(db.session.connection().execute(statement, params), 4)
     kind = table[:, 0] == 0
     return (
         features.History(*_columns(table[kind])),
         features.History(*_columns(table[~kind])),
     )
+
+
+def fetch_table(result, width: int) -> np.ndarray:
+    """A numeric result as one float64 matrix (exact for ids and Unix seconds), read from the
+    driver's cursor: no result row objects for thousands of rows."""
+    rows = result.cursor.fetchall()
+    result.close()
+    values = itertools.chain.from_iterable(rows)
+    return np.fromiter(values, np.float64, len(rows) * width).reshape(len(rows), width)
 
 
 def _columns(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -308,11 +317,15 @@ def _details(tx: TransactionIn) -> tuple:
 
 
 def _count_predictions(results: list[Scored]) -> None:
-    """Add the anonymous daily counts (they outlive any deletion)."""
+    add_daily_counts(Counter((r.model_version, r.is_fraud, r.id is not None) for r in results))
+
+
+def add_daily_counts(counts: Counter) -> None:
+    """Add today's anonymous counts of predictions, keyed by (model version, flagged, stored);
+    they outlive any deletion."""
     day = dt.datetime.now(dt.UTC).date()
-    keys = Counter((r.model_version, r.is_fraud, r.id is not None) for r in results)
     table = DailyCount.__table__
-    for (version, is_fraud, consented), n in keys.items():
+    for (version, is_fraud, consented), n in counts.items():
         statement = dialect_insert(table).values(
             day=day, model_version=version, is_fraud=is_fraud, consented=consented, count=n
         )

@@ -1,0 +1,334 @@
+"""Scoring a file: a Handbook-format CSV scored in time order, chunk by chunk.
+
+Each row sees the stored history and the file's earlier rows, as if the file's transactions had been
+sent one by one with consent; with `store` they also join the history (transactions with their
+predictions, in one database transaction). Memory stays bounded: the file is read in chunks and
+only the rows within the feature lookback are kept between chunks.
+
+A bad file is refused whole: the output is written to a temporary file renamed into place at the
+end, and the stored rows are committed only then, so a refusal on the last line leaves nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+from collections import Counter
+from contextlib import closing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from flask import current_app
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
+
+from ...extensions import db
+from ...ml import features
+from ...ml.explain import explain_rows
+from ...models import Transaction
+from ...telemetry import record_scored
+from ..serving import decision_threshold, serving_model
+from . import history
+from .scoring import Scored, TransactionIn, add_daily_counts, fetch_table, store_predictions
+
+CHUNK_ROWS = 250_000
+HISTOGRAM_BINS = 10
+COLUMNS = (
+    "TRANSACTION_ID",
+    "TX_DATETIME",
+    "CUSTOMER_ID",
+    "TERMINAL_ID",
+    "TX_AMOUNT",
+    "score",
+    "is_fraud",
+    "threshold",
+    "model_version",
+    "reasons",
+)
+REASONS = 3  # reasons given for each flagged row
+LOOKBACK_DAYS = max(features.CUSTOMER_LOOKBACK_DAYS, features.TERMINAL_LOOKBACK_DAYS)
+
+
+class FileRefused(Exception):
+    """The file cannot be scored; nothing was written or stored. The message names the line and
+    the reason (the header is line 1)."""
+
+
+@dataclass
+class FileSummary:
+    """What scoring a file gave."""
+
+    rows: int = 0
+    flagged: int = 0
+    threshold: float = 0.0
+    model_version: str = ""
+    stored: int = 0  # rows that joined the history
+    histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
+
+
+def count_rows(source: str | os.PathLike) -> int:
+    """The number of data rows, from a fast count of line ends (for progress)."""
+    opener = gzip.open if str(source).endswith(".gz") else open
+    lines, last = 0, b"\n"
+    try:
+        with opener(source, "rb") as handle:
+            while block := handle.read(1 << 20):
+                lines += block.count(b"\n")
+                last = block[-1:]
+    except (OSError, EOFError) as exc:
+        raise FileRefused(f"unreadable file: {exc}") from exc
+    return max(lines + (last != b"\n") - 1, 0)
+
+
+def score_file(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    store: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> FileSummary:
+    """Score `source` (.csv or .csv.gz) into `out` (gzip when it ends in .gz), written whole or
+    not at all; with `store` the rows join the history. `progress(done, total)` after each chunk.
+    Raises FileRefused before anything is written or stored."""
+    total = count_rows(source)
+    out = Path(out)
+    partial = out.with_name(f".{out.name}.partial")
+    scorer = _FileScorer(store, current_app.config["FILE_SCORING_THREADS"])
+    try:
+        chunks = history.read_transaction_chunks(source, CHUNK_ROWS)
+        with _open_output(partial) as output, closing(chunks):
+            output.write(",".join(COLUMNS) + "\n")
+            for chunk in chunks:
+                scorer.add(chunk, output)
+                if progress is not None:
+                    progress(scorer.summary.rows, max(total, scorer.summary.rows))
+        if not scorer.summary.rows:
+            raise FileRefused("line 2: the file has no transactions")
+        scorer.finish()
+        partial.replace(out)
+    except history.ImportRefused as exc:
+        raise FileRefused(str(exc)) from exc
+    finally:
+        db.session.rollback()  # a no-op after the commit in finish()
+        partial.unlink(missing_ok=True)
+    return scorer.summary
+
+
+def _open_output(path: Path):
+    if path.name.endswith(".gz.partial"):
+        return gzip.open(path, "wt", encoding="utf-8", newline="", compresslevel=5)
+    return open(path, "w", encoding="utf-8", newline="")
+
+
+class _FileScorer:
+    """The state carried from chunk to chunk: the model, the rows within the lookback (stored ones
+    and the file's), the ids seen so far and the running summary."""
+
+    def __init__(self, store: bool, threads: int):
+        self.store = store
+        serving = serving_model()
+        self.threshold = decision_threshold(serving)
+        self.model = serving.private_copy()  # the worker's requests keep theirs to themselves
+        self.threads = threads
+        self.summary = FileSummary(threshold=self.threshold, model_version=self.model.version)
+        self.recent = _Recent()
+        self.fetched_until: int | None = None  # stored rows up to this time are in `recent`
+        self.last_time: int | None = None
+        self.ids: np.ndarray = np.empty(0, np.uint64)  # hashes of the ids seen, sorted
+        self.counts: Counter = Counter()
+
+    def add(self, chunk: pd.DataFrame, output) -> None:
+        """Check, score, write (and store) one chunk of checked rows."""
+        if chunk.empty:
+            return
+        self._check_order_and_ids(chunk)
+        time = chunk["tx_time"].to_numpy(np.int64)
+        first, last = int(time[0]), int(time[-1])
+        self._fetch_stored(first, last)
+        self.recent.forget_before(first - LOOKBACK_DAYS * features.DAY)
+        rows = features.features_of_new(
+            chunk["customer_id"].to_numpy(np.int64),
+            chunk["terminal_id"].to_numpy(np.int64),
+            time,
+            chunk["amount"].to_numpy(np.float64),
+            np.ones(len(chunk), bool),
+            self.recent.customers(),
+            self.recent.terminals(),
+        )
+        scores = self.model.score_many(rows, self.threads)
+        flagged = scores >= self.threshold
+        reasons = np.full(len(chunk), "", dtype=object)
+        if flagged.any():
+            reasons[flagged] = [
+                "; ".join(reason["text"] for reason in explained)
+                for explained in explain_rows(self.model, rows[flagged], REASONS)
+            ]
+        _write(output, chunk, scores, flagged, self.threshold, self.model.version, reasons)
+        if self.store:
+            self._store(chunk, rows, scores, flagged)
+        self.recent.add(chunk)
+        self._summarize(scores, flagged)
+
+    def _check_order_and_ids(self, chunk: pd.DataFrame) -> None:
+        time = chunk["tx_time"].to_numpy(np.int64)
+        previous = time[0] if self.last_time is None else self.last_time
+        earlier = np.flatnonzero(np.diff(time, prepend=previous) < 0)
+        if len(earlier):
+            raise FileRefused(
+                f"line {chunk.index[earlier[0]] + 2}: TX_DATETIME is earlier than the line "
+                "before; sort the file by TX_DATETIME"
+            )
+        self.last_time = int(time[-1])
+        hashes = pd.util.hash_array(chunk["external_id"].to_numpy(object))
+        seen = np.flatnonzero(_sorted_contains(self.ids, hashes))
+        if len(seen):
+            raise FileRefused(
+                f"line {chunk.index[seen[0]] + 2}: TRANSACTION_ID appears twice in the file"
+            )
+        # both sorted: a stable sort merges the two runs in linear time
+        self.ids = np.sort(np.concatenate((self.ids, np.sort(hashes))), kind="stable")
+
+    def _fetch_stored(self, first: int, last: int) -> None:
+        """Read the stored rows the chunk's windows can reach and have not been read yet."""
+        start = first - LOOKBACK_DAYS * features.DAY
+        if self.fetched_until is not None:
+            start = max(start, self.fetched_until)
+        result = db.session.connection().execute(_STORED_ROWS, {"start": start, "end": last})
+        self.recent.add_stored(fetch_table(result, 5))
+        self.fetched_until = last
+
+    def _store(self, chunk, rows, scores, flagged) -> None:
+        txs = [
+            TransactionIn(
+                dt.datetime(1970, 1, 1) + dt.timedelta(seconds=int(t)),
+                int(c),
+                int(k),
+                float(a),
+                external_id=e,
+            )
+            for e, t, c, k, a in zip(
+                chunk["external_id"],
+                chunk["tx_time"],
+                chunk["customer_id"],
+                chunk["terminal_id"],
+                chunk["amount"],
+                strict=True,
+            )
+        ]
+        results = [
+            Scored(
+                score=float(s),
+                is_fraud=bool(f),
+                threshold=self.threshold,
+                model_version=self.model.version,
+                features=dict(zip(features.FEATURES, row, strict=True)),
+            )
+            for s, f, row in zip(scores, flagged, rows.tolist(), strict=True)
+        ]
+        try:
+            store_predictions(txs, results, source="file", receipts=False)
+        except IntegrityError as exc:
+            db.session.rollback()
+            raise FileRefused(_already_stored(chunk)) from exc
+        self.summary.stored += len(txs)
+
+    def _summarize(self, scores, flagged) -> None:
+        self.summary.rows += len(scores)
+        self.summary.flagged += int(flagged.sum())
+        bins = np.minimum((scores * HISTOGRAM_BINS).astype(int), HISTOGRAM_BINS - 1)
+        histogram = np.bincount(bins, minlength=HISTOGRAM_BINS)
+        self.summary.histogram = [
+            a + int(b) for a, b in zip(self.summary.histogram, histogram, strict=True)
+        ]
+        self.counts[(self.model.version, True, self.store)] += int(flagged.sum())
+        self.counts[(self.model.version, False, self.store)] += int((~flagged).sum())
+
+    def finish(self) -> None:
+        """Count the predictions and commit what was stored."""
+        add_daily_counts(+self.counts)
+        db.session.commit()
+        record_scored(self.model.version, self.summary.flagged, self.summary.rows)
+
+
+_STORED_ROWS = select(
+    Transaction.customer_id,
+    Transaction.terminal_id,
+    Transaction.tx_time,
+    Transaction.amount,
+    db.func.coalesce(db.cast(Transaction.fraud, db.Integer), 0),
+).where(Transaction.tx_time > bindparam("start"), Transaction.tx_time <= bindparam("end"))
+
+
+class _Recent:
+    """Rows within the lookback, stored ones first, then the file's in file order (all earlier
+    in time than the chunk being scored, or stored ones up to its last time)."""
+
+    def __init__(self):
+        self.table = np.empty((0, 5))  # customer, terminal, time, amount, known fraud
+
+    def add_stored(self, table: np.ndarray) -> None:
+        self.table = np.concatenate((self.table, table))
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        new = np.column_stack(
+            [chunk[c].to_numpy(np.float64) for c in ("customer_id", "terminal_id", "tx_time")]
+            + [chunk["amount"].to_numpy(np.float64), np.zeros(len(chunk))]
+        )
+        self.table = np.concatenate((self.table, new))
+
+    def forget_before(self, time: int) -> None:
+        self.table = self.table[self.table[:, 2] > time]
+
+    def customers(self) -> features.History:
+        t = self.table
+        return features.History(t[:, 0].astype(np.int64), t[:, 2].astype(np.int64), t[:, 3])
+
+    def terminals(self) -> features.History:
+        t = self.table
+        return features.History(t[:, 1].astype(np.int64), t[:, 2].astype(np.int64), t[:, 4])
+
+
+def _sorted_contains(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    if not len(sorted_values):
+        return np.zeros(len(values), bool)
+    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[at] == values
+
+
+def _write(output, chunk, scores, flagged, threshold, version, reasons) -> None:
+    when = np.datetime_as_string(chunk["tx_time"].to_numpy(np.int64).astype("datetime64[s]"))
+    frame = pd.DataFrame(
+        {
+            "TRANSACTION_ID": chunk["external_id"].to_numpy(),
+            "TX_DATETIME": pd.Series(when).str.replace("T", " ", regex=False).to_numpy(),
+            "CUSTOMER_ID": chunk["customer_id"].to_numpy(),
+            "TERMINAL_ID": chunk["terminal_id"].to_numpy(),
+            "TX_AMOUNT": chunk["amount"].to_numpy(),
+            "score": scores,
+            "is_fraud": flagged.astype(int),
+            "threshold": threshold,
+            "model_version": version,
+            "reasons": reasons,
+        }
+    )
+    frame.to_csv(output, header=False, index=False)
+
+
+def _already_stored(chunk: pd.DataFrame) -> str:
+    """The refusal of a chunk whose insert hit a stored TRANSACTION_ID: which line."""
+    ids = chunk["external_id"].tolist()
+    stored: set[str] = set()
+    for start in range(0, len(ids), 500):
+        stored |= set(
+            db.session.scalars(
+                select(Transaction.external_id).where(
+                    Transaction.external_id.in_(ids[start : start + 500])
+                )
+            )
+        )
+    line = next((i + 2 for i, e in zip(chunk.index, ids, strict=True) if e in stored), None)
+    where = f"line {line}" if line is not None else "line 2"
+    return f"{where}: TRANSACTION_ID is already stored in the history"
