@@ -133,11 +133,13 @@ class TerminalStats(NamedTuple):
 
 class History(NamedTuple):
     """Stored rows of some customers or terminals: group (the customer or terminal), time and a
-    value (the amount, or 1 for a known fraud), in any order."""
+    value (the amount, or 1 for a known fraud), in any order; optionally a weight per row (n: a
+    summary of n rows, value their sum — see `_Timeline`)."""
 
     group: np.ndarray
     time: np.ndarray
     value: np.ndarray
+    weight: np.ndarray | None = None
 
 
 _GROUP_SHIFT = np.int64(1) << np.int64(32)
@@ -147,22 +149,24 @@ _FIXED_POINT = 1e8  # window sums: exact int64 sums of value·1e8 (for |value| <
 class _Timeline:
     """Rows sorted stably by (group, time): the input row `order[k]` sits at position k.
 
-    A row sees the visible rows before it in this order (earlier rows at the same second
-    included); rows that are not visible get their own statistics but are seen by no other row.
+    A row sees the rows before it in this order (earlier rows at the same second included), each
+    counting as `weight` rows: 1 normally; 0 for a row no other row sees (a transaction scored but
+    not stored), which still gets its own statistics; n for a summary of n older stored rows
+    (its value their sum).
     Values passed to `sums` are in this sorted order.
     """
 
-    def __init__(self, group, time, visible):
+    def __init__(self, group, time, weight):
         time = np.asarray(time, dtype=np.int64)
         keys = np.asarray(group, dtype=np.int64) * _GROUP_SHIFT + time
         self.order = np.argsort(keys, kind="stable")
         self.keys = keys[self.order]
         self.time = time[self.order]
         n = len(keys)
-        self.visible = (
-            np.ones(n, bool) if visible is None else np.asarray(visible, bool)[self.order]
+        self.weight = (
+            np.ones(n, np.int64) if weight is None else np.asarray(weight, np.int64)[self.order]
         )
-        self.seen = np.concatenate(([0], np.cumsum(self.visible)))  # visible rows before each
+        self.seen = np.concatenate(([0], np.cumsum(self.weight)))  # rows seen before each
 
     def wanted(self, rows) -> tuple[np.ndarray, np.ndarray]:
         """The sorted positions of `rows` (default: all), and the index that puts values computed
@@ -182,11 +186,11 @@ class _Timeline:
         return np.searchsorted(self.keys, self.keys[positions] - days * DAY, side="right")
 
     def sums(self, value, positions, windows_days, delay_days=0):
-        """Count and sum of the visible rows' `value` (sorted order) in each row's windows
-        (t − delay − w, t − delay]; with no delay the row itself counts, visible or not."""
+        """Count and sum of the seen rows' `value` (sorted order) in each row's windows
+        (t − delay − w, t − delay]; with no delay the row itself counts, seen or not."""
         fixed = np.rint(value * _FIXED_POINT).astype(np.int64)
         # wraps harmlessly: differences are exact
-        cumulative = np.concatenate(([0], np.cumsum(np.where(self.visible, fixed, 0))))
+        cumulative = np.concatenate(([0], np.cumsum(np.where(self.weight > 0, fixed, 0))))
         if delay_days:
             right, own_count, own = self.start(positions, delay_days), 0, 0
         else:
@@ -235,14 +239,14 @@ def amount_ratio(amount, count, amount_sum) -> np.ndarray:
     return np.divide(amount, mean, out=np.ones_like(mean), where=mean > 0)
 
 
-def customer_stats(customer, time, amount, visible=None, rows=None) -> CustomerStats:
+def customer_stats(customer, time, amount, weight=None, rows=None) -> CustomerStats:
     """The customer window stats of `rows` (default: every row; see `CustomerStats` and
-    `_Timeline` for `visible`).
+    `_Timeline` for `weight`).
 
     A transaction is large when its amount exceeds `LARGE_AMOUNT_FACTOR` times the customer's mean
     amount over the `LARGE_AMOUNT_BASELINE_DAYS` before it.
     """
-    timeline = _Timeline(customer, time, visible)
+    timeline = _Timeline(customer, time, weight)
     amount = np.asarray(amount, dtype=np.float64)[timeline.order]
     positions, back = timeline.wanted(rows)
     count, amount_sum = timeline.sums(amount, positions, CUSTOMER_STAT_WINDOWS)
@@ -257,20 +261,20 @@ def customer_stats(customer, time, amount, visible=None, rows=None) -> CustomerS
     return CustomerStats(count[back], amount_sum[back], (large_sum[:, 0] - large[positions])[back])
 
 
-def terminal_stats(terminal, time, fraud, visible=None, rows=None) -> TerminalStats:
+def terminal_stats(terminal, time, fraud, weight=None, rows=None) -> TerminalStats:
     """The terminal stats of `rows` (default: every row; see `TerminalStats` and `_Timeline` for
-    `visible`), from the labels known before the delay.
+    `weight`), from the labels known before the delay.
 
     The run of known frauds is the terminal's transactions after its latest known genuine one (or
     all of them when there is none) within the `TERMINAL_FRAUD_RUN_DAYS` before the delay; those at
     the same second as that genuine one do not count, so the run does not depend on row order.
     """
-    timeline = _Timeline(terminal, time, visible)
+    timeline = _Timeline(terminal, time, weight)
     fraud = np.asarray(fraud, dtype=np.float64)[timeline.order]
     positions, back = timeline.wanted(rows)
     count, frauds = timeline.sums(fraud, positions, TERMINAL_WINDOWS, TERMINAL_DELAY_DAYS)
     run_length, run_age, first_age = (np.zeros(len(positions)) for _ in range(3))
-    seen = timeline.visible
+    seen = timeline.weight > 0
     keys, seen_time = timeline.keys[seen], timeline.time[seen]
     if len(keys):
         is_fraud = fraud[seen] > 0
@@ -336,16 +340,16 @@ def assemble(time, amount, customer: CustomerStats, terminal: TerminalStats) -> 
     return np.column_stack(columns)
 
 
-def compute_features(customer, terminal, time, amount, fraud, visible=None, rows=None):
+def compute_features(customer, terminal, time, amount, fraud, weight=None, rows=None):
     """The feature matrix of `rows` (default: every row) of a history (fraud: 1 known fraud, else
-    0), each row seeing the visible rows before it (default: all) — see `_Timeline`."""
+    0), each row seeing the rows before it, weighted (default: all 1) — see `_Timeline`."""
     time, amount = np.asarray(time, dtype=np.int64), np.asarray(amount, dtype=np.float64)
     own = slice(None) if rows is None else rows
     return assemble(
         time[own],
         amount[own],
-        customer_stats(customer, time, amount, visible, rows),
-        terminal_stats(terminal, time, fraud, visible, rows),
+        customer_stats(customer, time, amount, weight, rows),
+        terminal_stats(terminal, time, fraud, weight, rows),
     )
 
 
@@ -360,7 +364,7 @@ def features_of_new(
     order for that to mean "before it in time". Extra older or unrelated stored rows do no harm.
     """
     time, amount = np.asarray(time, dtype=np.int64), np.asarray(amount, dtype=np.float64)
-    visible = np.asarray(visible, dtype=bool)
+    visible = np.asarray(visible, dtype=np.int64)
     own_c = np.arange(len(customers.time), len(customers.time) + len(time))
     own_t = np.arange(len(terminals.time), len(terminals.time) + len(time))
     return assemble(
@@ -370,14 +374,20 @@ def features_of_new(
             np.concatenate((customers.group, customer)).astype(np.int64),
             np.concatenate((customers.time, time)),
             np.concatenate((customers.value, amount)),
-            np.concatenate((np.ones(len(customers.time), bool), visible)),
+            np.concatenate((_weights(customers), visible)),
             own_c,
         ),
         terminal_stats(
             np.concatenate((terminals.group, terminal)).astype(np.int64),
             np.concatenate((terminals.time, time)),
             np.concatenate((terminals.value, np.zeros(len(time)))),
-            np.concatenate((np.ones(len(terminals.time), bool), visible)),
+            np.concatenate((_weights(terminals), visible)),
             own_t,
         ),
     )
+
+
+def _weights(history: History) -> np.ndarray:
+    if history.weight is None:
+        return np.ones(len(history.time), np.int64)
+    return np.asarray(history.weight, np.int64)

@@ -15,8 +15,8 @@ import datetime as dt
 import gzip
 import os
 from collections import Counter
-from contextlib import closing
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 

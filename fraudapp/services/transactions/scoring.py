@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from flask import current_app
-from sqlalchemy import Integer, bindparam, cast, func, literal_column, select, union_all
+from sqlalchemy import BigInteger, Integer, bindparam, cast, func, literal_column, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
@@ -91,29 +91,70 @@ class Scored:
         return body
 
 
+# The customer rows older than every window but the longest one (the amount against the 90-day
+# mean) matter only through their count and sum: they are read as one summary row per customer.
+RECENT_DAYS = max(
+    *features.CUSTOMER_WINDOWS,
+    *(w for w in features.AMOUNT_RATIO_WINDOWS if w < features.CUSTOMER_LOOKBACK_DAYS),
+    features.LARGE_TX_WINDOW_DAYS + features.LARGE_AMOUNT_BASELINE_DAYS,
+)
+
+
 def _windows_statement(before_id: bool):
-    """Both windows of a set of transactions in one round trip: the customers' rows (kind 0,
-    amount) and the terminals' rows (kind 1, known fraud), each by its covering index."""
-    customer_rows = select(
-        literal_column("0"), Transaction.customer_id, Transaction.tx_time, Transaction.amount
-    ).where(
-        Transaction.customer_id.in_(bindparam("customers", expanding=True)),
-        Transaction.tx_time > bindparam("customer_start"),
-        Transaction.tx_time <= bindparam("end"),
+    """Both windows of a set of transactions in one round trip, by covering indexes: the
+    customers' rows (kind 0: amount) — recent ones, and the oldest ones only some windows of
+    the set still reach — with one summary row per customer for the rows between (kind 2: the
+    count and the sum of amounts), and the terminals' rows (kind 1: known fraud)."""
+    customer = Transaction.customer_id.in_(bindparam("customers", expanding=True))
+    earlier = (Transaction.id < bindparam("before"),) if before_id else ()
+
+    def customer_rows(start: str, end: str):
+        return select(
+            literal_column("0"),
+            Transaction.customer_id,
+            Transaction.tx_time,
+            Transaction.amount,
+            literal_column("1"),
+        ).where(
+            customer,
+            Transaction.tx_time > bindparam(start),
+            Transaction.tx_time <= bindparam(end),
+            *earlier,
+        )
+
+    summaries = (
+        select(
+            literal_column("2"),
+            Transaction.customer_id,
+            cast(bindparam("summary_time"), BigInteger),
+            func.sum(Transaction.amount),
+            func.count(),
+        )
+        .where(
+            customer,
+            Transaction.tx_time > bindparam("oldest_end"),
+            Transaction.tx_time <= bindparam("recent_start"),
+            *earlier,
+        )
+        .group_by(Transaction.customer_id)
     )
-    if before_id:
-        customer_rows = customer_rows.where(Transaction.id < bindparam("before"))
     terminal_rows = select(
         literal_column("1"),
         Transaction.terminal_id,
         Transaction.tx_time,
         func.coalesce(cast(Transaction.fraud, Integer), 0),
+        literal_column("1"),
     ).where(
         Transaction.terminal_id.in_(bindparam("terminals", expanding=True)),
         Transaction.tx_time > bindparam("terminal_start"),
         Transaction.tx_time <= bindparam("terminal_end"),
     )
-    return union_all(customer_rows, terminal_rows)
+    return union_all(
+        customer_rows("recent_start", "end"),
+        customer_rows("oldest_start", "oldest_end"),
+        summaries,
+        terminal_rows,
+    )
 
 
 _WINDOWS = _windows_statement(before_id=False)
@@ -125,14 +166,24 @@ def stored_windows(
 ) -> tuple[features.History, features.History]:
     """The stored rows the features of `txs` can depend on: their customers' rows within the
     customer lookback and their terminals' rows within the terminal lookback, before the delay
-    (for a stored transaction, `before_id` is its id: only customer rows stored before it count)."""
+    (for a stored transaction, `before_id` is its id: only customer rows stored before it count).
+
+    Customer rows between `RECENT_DAYS` before the first transaction and the lookback before the
+    last one lie in the longest window of every transaction of the set and in no other window:
+    they come as a summary row per customer (at the start of the recent stretch, weight = count).
+    """
     day = features.DAY
     first, last = min(tx.tx_time for tx in txs), max(tx.tx_time for tx in txs)
+    recent_start = first - RECENT_DAYS * day
+    oldest_end = min(last - features.CUSTOMER_LOOKBACK_DAYS * day, recent_start)
     params = {
         "customers": sorted({tx.customer_id for tx in txs}),
         "terminals": sorted({tx.terminal_id for tx in txs}),
-        "customer_start": first - features.CUSTOMER_LOOKBACK_DAYS * day,
+        "recent_start": recent_start,
         "end": last,
+        "oldest_start": first - features.CUSTOMER_LOOKBACK_DAYS * day,
+        "oldest_end": oldest_end,
+        "summary_time": recent_start,
         "terminal_start": first - features.TERMINAL_LOOKBACK_DAYS * day,
         "terminal_end": last - features.TERMINAL_DELAY_DAYS * day,
     }
@@ -140,11 +191,12 @@ def stored_windows(
     if before_id is not None:
         params["before"] = before_id
     # On the session's connection, as plain Core: the ORM's result layer costs more than the query.
-    table = fetch_table(db.session.connection().execute(statement, params), 4)
-    kind = table[:, 0] == 0
+    table = fetch_table(db.session.connection().execute(statement, params), 5)
+    terminal = table[:, 0] == 1
+    customers, terminals = table[~terminal], table[terminal]
     return (
-        features.History(*_columns(table[kind])),
-        features.History(*_columns(table[~kind])),
+        features.History(*_columns(customers), customers[:, 4].astype(np.int64)),
+        features.History(*_columns(terminals)),
     )
 
 
