@@ -50,18 +50,43 @@ def register(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_large_body)
 
 
+def body_limit(setting: str):
+    """Give a view its own request body limit, the setting named `setting` (an upload page's
+    larger one), instead of MAX_CONTENT_LENGTH."""
+
+    def decorator(view):
+        view.body_limit_setting = setting
+        return view
+
+    return decorator
+
+
+def _own_body_limit() -> bool:
+    """Whether this request's view has its own body limit; if so, werkzeug's form parser is
+    given it (Flask >= 3.1 lets a request carry its own max_content_length)."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    setting = getattr(view, "body_limit_setting", None)
+    if setting is not None:
+        request.max_content_length = current_app.config[setting]
+    return setting is not None
+
+
 def refuse_large_body() -> None:
-    """413 before anything parses a body over MAX_CONTENT_LENGTH.
+    """413 before anything parses a body over the limit (MAX_CONTENT_LENGTH, or the view's own).
 
     A declared Content-Length over the limit is refused unread. A chunked body has no length:
     it is read here up to the limit (and kept for the view); werkzeug stops at the limit without
-    an error, so a body that reaches it is refused too.
+    an error, so a body that reaches it is refused too. A view with its own (large) limit reads
+    its chunked body itself, streaming: werkzeug's form parser raises 413 at that limit.
     """
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    own = _own_body_limit()
+    limit = request.max_content_length
     if limit is None:
         return
     if (request.content_length or 0) > limit:
         raise RequestEntityTooLarge(f"the request body is over the limit of {limit} bytes")
+    if own:
+        return
     if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         request.get_data()
         if getattr(request.stream, "is_exhausted", False):
