@@ -14,6 +14,7 @@ The API's rate limits live with the API (api/limits.py).
 from __future__ import annotations
 
 from flask import Flask, current_app, request
+from flask import Request as FlaskRequest
 from flask_talisman import Talisman
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -46,8 +47,29 @@ def register(app: Flask) -> None:
         session_cookie_samesite=app.config["SESSION_COOKIE_SAMESITE"],
         x_xss_protection=False,  # obsolete; the CSP is the protection
     )
+    app.request_class = Request
     # first of all, before CSRF or the rate limits read the body or the database
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_large_body)
+
+
+class Request(FlaskRequest):
+    """Flask's request, closing every upload file the form parser opened when the request ends:
+    werkzeug closes those of a parsed form, not the one it was writing when a body over the limit
+    cut the parsing short (left to the garbage collector, with a ResourceWarning)."""
+
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
+        stream = super()._get_file_stream(
+            total_content_length, content_type, filename, content_length
+        )
+        self.__dict__.setdefault("_upload_streams", []).append(stream)
+        return stream
+
+    def close(self) -> None:
+        for stream in self.__dict__.pop("_upload_streams", []):
+            stream.close()
+        super().close()
 
 
 def body_limit(setting: str):

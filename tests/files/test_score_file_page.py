@@ -45,9 +45,13 @@ def _upload_large(client, content: bytes, name: str = "large.csv"):
     spools it to a temporary file it never closes."""
     boundary = "----fraudapp-test-boundary"
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-        "Content-Type: text/csv\r\n\r\n"
-    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return client.post(
         "/files", data=body, content_type=f"multipart/form-data; boundary={boundary}"
     )
@@ -246,3 +250,32 @@ def test_the_worker_thread_runs_queued_jobs(app, analyst):
     finally:
         stop.set()
         thread.join()
+
+
+def _chunked(client, body: bytes, content_type: str):
+    return client.post(
+        "/files",
+        input_stream=io.BytesIO(body),
+        headers={"Transfer-Encoding": "chunked", "Content-Type": content_type},
+        environ_base={"wsgi.input_terminated": True},  # as gunicorn says of a chunked body
+    )
+
+
+def test_a_chunked_upload_is_streamed_and_held_to_the_file_limit(app, analyst):
+    boundary = "----chunked-boundary"
+    content = _csv(3) + b"#" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="c.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    content_type = f"multipart/form-data; boundary={boundary}"
+    assert _chunked(analyst, body, content_type).status_code == 303
+    assert os.path.getsize(_job().upload_path) == len(content)
+    app.config["FILE_MAX_BYTES"] = len(body) - 1
+    response = _chunked(analyst, body, content_type)
+    assert response.status_code == 413 and "The file is larger than the limit" in response.text
+    assert _count(FileJob) == 1

@@ -68,12 +68,20 @@ def submit(upload, store: bool, owner: User) -> FileJob:
     job.key = os.urandom(16).hex()
     suffix = ".csv.gz" if name.lower().endswith(".gz") else ".csv"
     job.upload_path = os.path.join(_folder(), f"{job.key}.upload{suffix}")
-    upload.save(job.upload_path)
-    db.session.add(job)
-    audit.record(
-        "file.upload", target=name, details={"job": job.key, "store": store}, actor=owner.username
-    )
-    db.session.commit()
+    try:
+        upload.save(job.upload_path)
+        db.session.add(job)
+        audit.record(
+            "file.upload",
+            target=name,
+            details={"job": job.key, "store": store},
+            actor=owner.username,
+        )
+        db.session.commit()
+    except BaseException:  # a full disk, the database gone: no file left behind without its job
+        db.session.rollback()
+        _remove(job.upload_path)
+        raise
     return job
 
 
