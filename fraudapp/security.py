@@ -13,6 +13,9 @@ The API's rate limits live with the API (api/limits.py).
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from flask import Flask, current_app, request
 from flask import Request as FlaskRequest
 from flask_talisman import Talisman
@@ -53,16 +56,28 @@ def register(app: Flask) -> None:
 
 
 class Request(FlaskRequest):
-    """Flask's request, closing every upload file the form parser opened when the request ends:
-    werkzeug closes those of a parsed form, not the one it was writing when a body over the limit
-    cut the parsing short (left to the garbage collector, with a ResourceWarning)."""
+    """Flask's request, with two changes for uploads:
+
+    - in a view with its own body limit and spool folder (`body_limit`), uploaded files are
+      spooled to a temporary file in that folder, not to the system's temporary folder (often a
+      tmpfs, that is memory) nor, under 500 kB, to memory;
+    - every upload file the form parser opened is closed when the request ends: werkzeug closes
+      those of a parsed form, not the one it was writing when a body over the limit cut the
+      parsing short (left to the garbage collector, with a ResourceWarning).
+    """
+
+    spool_dir: str | None = None
 
     def _get_file_stream(
         self, total_content_length, content_type, filename=None, content_length=None
     ):
-        stream = super()._get_file_stream(
-            total_content_length, content_type, filename, content_length
-        )
+        if self.spool_dir is not None:
+            os.makedirs(self.spool_dir, exist_ok=True)
+            stream = tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix=".upload-")
+        else:
+            stream = super()._get_file_stream(
+                total_content_length, content_type, filename, content_length
+            )
         self.__dict__.setdefault("_upload_streams", []).append(stream)
         return stream
 
@@ -72,12 +87,14 @@ class Request(FlaskRequest):
         super().close()
 
 
-def body_limit(setting: str):
+def body_limit(setting: str, spool_to: str | None = None):
     """Give a view its own request body limit, the setting named `setting` (an upload page's
-    larger one), instead of MAX_CONTENT_LENGTH."""
+    larger one), instead of MAX_CONTENT_LENGTH; its uploads are spooled to the folder the setting
+    `spool_to` names."""
 
     def decorator(view):
         view.body_limit_setting = setting
+        view.body_spool_setting = spool_to
         return view
 
     return decorator
@@ -90,6 +107,8 @@ def _own_body_limit() -> bool:
     setting = getattr(view, "body_limit_setting", None)
     if setting is not None:
         request.max_content_length = current_app.config[setting]
+        spool = getattr(view, "body_spool_setting", None)
+        request.spool_dir = current_app.config[spool] if spool else None
     return setting is not None
 
 

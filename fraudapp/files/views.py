@@ -32,7 +32,7 @@ def _index(form: UploadForm, status: int = 200):
 
 
 @bp.route("/files", methods=["GET", "POST"])
-@body_limit("FILE_MAX_BYTES")
+@body_limit("FILE_MAX_BYTES", spool_to="FILE_DIR")
 @role_required("analyst")
 def index():
     """The upload form and the user's recent jobs; a valid upload queues a job."""

@@ -79,6 +79,9 @@ def test_upload_is_scored_by_a_job_and_downloaded_with_one_row_per_input(analyst
     assert response.headers["Location"] == f"/files/{job.key}"
     assert job.status == "queued" and not job.store and os.path.exists(job.upload_path)
     assert analyst.get(f"/files/{job.key}/status").get_json()["status"] == "queued"
+    page = analyst.get(f"/files/{job.key}").text
+    assert 'data-active="true"' in page and "/static/files.js" in page  # it polls
+    assert 'href="/files"' in analyst.get("/").text  # in the navigation
 
     assert file_jobs.work_once().status == "done"
 
@@ -279,3 +282,22 @@ def test_a_chunked_upload_is_streamed_and_held_to_the_file_limit(app, analyst):
     response = _chunked(analyst, body, content_type)
     assert response.status_code == 413 and "The file is larger than the limit" in response.text
     assert _count(FileJob) == 1
+
+
+def test_uploads_are_spooled_in_the_file_folder_and_kept_without_a_copy(app, analyst, monkeypatch):
+    spooled = []
+    submit = file_jobs.submit
+
+    def watch(upload, store, owner):
+        spooled.append(upload.stream.name)
+        return submit(upload, store, owner)
+
+    monkeypatch.setattr(file_jobs, "submit", watch)
+    content = _csv(5)
+    assert _upload(analyst, content).status_code == 303
+    folder = app.config["FILE_DIR"]
+    assert os.path.dirname(spooled[0]) == folder  # not /tmp (often memory), not memory
+    assert not os.path.exists(spooled[0])  # the spool file is gone with the request ...
+    with open(_job().upload_path, "rb") as kept:  # ... its content kept under the job's name
+        assert kept.read() == content
+    assert not [name for name in os.listdir(folder) if name.startswith(".upload-")]

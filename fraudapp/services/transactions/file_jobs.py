@@ -69,7 +69,7 @@ def submit(upload, store: bool, owner: User) -> FileJob:
     suffix = ".csv.gz" if name.lower().endswith(".gz") else ".csv"
     job.upload_path = os.path.join(_folder(), f"{job.key}.upload{suffix}")
     try:
-        upload.save(job.upload_path)
+        _keep(upload, job.upload_path)
         db.session.add(job)
         audit.record(
             "file.upload",
@@ -83,6 +83,20 @@ def submit(upload, store: bool, owner: User) -> FileJob:
         _remove(job.upload_path)
         raise
     return job
+
+
+def _keep(upload, path: str) -> None:
+    """Keep the upload at `path`: a hard link to the file the form parser spooled it to when that
+    is in the same folder (no copy), else a copy in chunks."""
+    spooled = getattr(upload.stream, "name", None)
+    if isinstance(spooled, str) and os.path.dirname(spooled) == os.path.dirname(path):
+        upload.stream.flush()
+        try:
+            os.link(spooled, path)
+            return
+        except OSError:  # a file system without hard links
+            pass
+    upload.save(path)
 
 
 def jobs_of(user: User) -> list[FileJob]:
