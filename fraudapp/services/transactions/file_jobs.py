@@ -16,6 +16,7 @@ import datetime as dt
 import os
 import random
 import re
+import secrets
 import socket
 import threading
 
@@ -61,11 +62,11 @@ def _safe_name(name: str) -> str:
 
 
 def submit(upload, store: bool, owner: User) -> FileJob:
-    """Save an uploaded file (werkzeug FileStorage, already spooled to disk by the form parser)
-    to FILE_DIR in chunks and queue its job; audited; commits."""
+    """Keep an uploaded file (werkzeug FileStorage, already spooled to disk by the form parser)
+    in FILE_DIR and queue its job; audited; commits."""
     name = _safe_name(upload.filename)
     job = FileJob(file_name=name, store=store, owner_id=owner.id, node=node_name())
-    job.key = os.urandom(16).hex()
+    job.key = secrets.token_hex(16)
     suffix = ".csv.gz" if name.lower().endswith(".gz") else ".csv"
     job.upload_path = os.path.join(_folder(), f"{job.key}.upload{suffix}")
     try:
@@ -89,7 +90,10 @@ def _keep(upload, path: str) -> None:
     """Keep the upload at `path`: a hard link to the file the form parser spooled it to when that
     is in the same folder (no copy), else a copy in chunks."""
     spooled = getattr(upload.stream, "name", None)
-    if isinstance(spooled, str) and os.path.dirname(spooled) == os.path.dirname(path):
+    same_folder = isinstance(spooled, str) and os.path.dirname(
+        os.path.abspath(spooled)
+    ) == os.path.dirname(os.path.abspath(path))
+    if same_folder:
         upload.stream.flush()
         try:
             os.link(spooled, path)
