@@ -56,6 +56,7 @@ bench: install
 	$(PY) bench/quality.py
 	$(PY) bench/distribution.py
 	$(PY) bench/faults.py
+	$(PY) bench/upload.py
 
 # Refresh the vendored front-end files from the npm registry (they are committed under static/).
 vendor:

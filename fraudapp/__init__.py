@@ -19,6 +19,7 @@ from .cli import register_commands
 from .errors import register_errorhandlers
 from .extensions import csrf, db, limiter, login_manager, migrate
 from .feedback import bp as feedback_bp
+from .files import bp as files_bp
 from .health import bp as health_bp
 from .hooks import artifacts, hooks
 from .ml.registry import Registry, ServingModel
@@ -136,6 +137,7 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(predict_bp)
         app.register_blueprint(auth_bp)
         app.register_blueprint(feedback_bp)
+        app.register_blueprint(files_bp)
         app.register_blueprint(admin_bp, url_prefix="/admin")
         app.register_blueprint(api_bp, url_prefix="/api/v1")
         app.register_blueprint(hooks)

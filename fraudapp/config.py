@@ -116,6 +116,14 @@ class Defaults(BaseModel):
     RATELIMIT_KEY_PREFIX: str = "fraudapp"  # keys in a shared storage start with this
     RATELIMIT_HEADERS_ENABLED: bool = True  # X-RateLimit-* headers, and Retry-After on 429
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED: bool = True  # storage down: count in memory
+    # "Score a file": uploads and scored files live in FILE_DIR (default instance/files) ...
+    FILE_DIR: str | None = None
+    FILE_MAX_BYTES: int = 300 * 1024 * 1024  # ... the largest upload there ...
+    FILE_RESULT_HOURS: float = 24.0  # ... scored files kept this long
+    FILE_JOBS_AT_ONCE: int = 2  # file jobs running at once, across all processes and nodes
+    FILE_POLL_SECONDS: float = 2.0  # web workers look for file jobs this often (0: off)
+    FILE_HEARTBEAT_SECONDS: float = 5.0  # a running file job's progress is saved this often
+    FILE_STALE_SECONDS: float = 60.0  # a running file job silent this long is failed
     DEMO_CUSTOMERS: int = 600
     DEMO_TERMINALS: int = 1200
     DEMO_DAYS: int = 90
@@ -250,3 +258,4 @@ def resolve_paths(config: dict, instance_path: str) -> None:
         options["connect_args"] = connect_args | dict(options.get("connect_args") or {})
         config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     config["MODEL_DIR"] = config.get("MODEL_DIR") or os.path.join(instance_path, "models")
+    config["FILE_DIR"] = config.get("FILE_DIR") or os.path.join(instance_path, "files")

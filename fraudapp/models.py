@@ -1,5 +1,5 @@
 """Database tables: history, labels, predictions, users, tokens, audit events, counts, training
-runs and model distribution; the column types and the dialect-aware insert they share."""
+runs, model distribution and file jobs; the column types and the dialect-aware insert they share."""
 
 from __future__ import annotations
 
@@ -463,3 +463,45 @@ class NodeStatus(db.Model):
 
     def __repr__(self) -> str:
         return f"<NodeStatus {self.name} {self.version}>"
+
+
+class FileJob(db.Model):
+    """A file an analyst uploaded to be scored, and what became of it.
+
+    status: queued → running → done | failed. The URL names a job by `key` (random, not
+    guessable); the owner and admins may see it. The upload lives on the node that received it
+    (`node`), so only that node's workers claim it; it is deleted when the job ends, the scored
+    file at `expires_at` or when its owner deletes it.
+    """
+
+    __tablename__ = "file_jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: secrets.token_hex(16))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    store: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    node: Mapped[str] = mapped_column(String(120))
+    worker: Mapped[str | None] = mapped_column(String(120))
+    rows_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_total: Mapped[int | None] = mapped_column(BigInteger)
+    summary: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(String(2000))
+    upload_path: Mapped[str | None] = mapped_column(String(1000))
+    result_path: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    owner: Mapped[User] = relationship()
+
+    @property
+    def active(self) -> bool:
+        """Queued or running."""
+        return self.status in ("queued", "running")
+
+    def __repr__(self) -> str:
+        return f"<FileJob {self.id} {self.file_name} {self.status}>"

@@ -13,7 +13,11 @@ The API's rate limits live with the API (api/limits.py).
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from flask import Flask, current_app, request
+from flask import Request as FlaskRequest
 from flask_talisman import Talisman
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -46,22 +50,84 @@ def register(app: Flask) -> None:
         session_cookie_samesite=app.config["SESSION_COOKIE_SAMESITE"],
         x_xss_protection=False,  # obsolete; the CSP is the protection
     )
+    app.request_class = Request
     # first of all, before CSRF or the rate limits read the body or the database
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_large_body)
 
 
+class Request(FlaskRequest):
+    """Flask's request, with two changes for uploads:
+
+    - in a view with its own body limit and spool folder (`body_limit`), uploaded files are
+      spooled to a temporary file in that folder, not to the system's temporary folder (often a
+      tmpfs, that is memory) nor, under 500 kB, to memory;
+    - every upload file the form parser opened is closed when the request ends: werkzeug closes
+      those of a parsed form, not the one it was writing when a body over the limit cut the
+      parsing short (left to the garbage collector, with a ResourceWarning).
+    """
+
+    spool_dir: str | None = None
+
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
+        if self.spool_dir is not None:
+            os.makedirs(self.spool_dir, exist_ok=True)
+            stream = tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix=".upload-")
+        else:
+            stream = super()._get_file_stream(
+                total_content_length, content_type, filename, content_length
+            )
+        self.__dict__.setdefault("_upload_streams", []).append(stream)
+        return stream
+
+    def close(self) -> None:
+        for stream in self.__dict__.pop("_upload_streams", []):
+            stream.close()
+        super().close()
+
+
+def body_limit(setting: str, spool_to: str | None = None):
+    """Give a view its own request body limit, the setting named `setting` (an upload page's
+    larger one), instead of MAX_CONTENT_LENGTH; its uploads are spooled to the folder the setting
+    `spool_to` names."""
+
+    def decorator(view):
+        view.body_limit_setting = setting
+        view.body_spool_setting = spool_to
+        return view
+
+    return decorator
+
+
+def _own_body_limit() -> bool:
+    """Whether this request's view has its own body limit; if so, werkzeug's form parser is
+    given it (Flask >= 3.1 lets a request carry its own max_content_length)."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    setting = getattr(view, "body_limit_setting", None)
+    if setting is not None:
+        request.max_content_length = current_app.config[setting]
+        spool = getattr(view, "body_spool_setting", None)
+        request.spool_dir = current_app.config[spool] if spool else None
+    return setting is not None
+
+
 def refuse_large_body() -> None:
-    """413 before anything parses a body over MAX_CONTENT_LENGTH.
+    """413 before anything parses a body over the limit (MAX_CONTENT_LENGTH, or the view's own).
 
     A declared Content-Length over the limit is refused unread. A chunked body has no length:
     it is read here up to the limit (and kept for the view); werkzeug stops at the limit without
-    an error, so a body that reaches it is refused too.
+    an error, so a body that reaches it is refused too. A view with its own (large) limit reads
+    its chunked body itself, streaming: werkzeug's form parser raises 413 at that limit.
     """
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    own = _own_body_limit()
+    limit = request.max_content_length
     if limit is None:
         return
     if (request.content_length or 0) > limit:
         raise RequestEntityTooLarge(f"the request body is over the limit of {limit} bytes")
+    if own:
+        return
     if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         request.get_data()
         if getattr(request.stream, "is_exhausted", False):
