@@ -12,7 +12,7 @@ import time
 
 import pytest
 from flask import g
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from fraudapp.extensions import db
 from fraudapp.models import AuditEvent, FileJob, Prediction, Transaction
@@ -213,6 +213,23 @@ def test_claims_keep_to_the_limit_of_jobs_at_once(analyst):
     assert first.id != second.id
     assert file_jobs.claim("w:3", 2) is None
     assert file_jobs.claim("w:3", 3).status == "running"
+
+
+def test_an_idle_poll_only_reads(app):
+    """With no job waiting, a worker's round writes nothing and takes no lock, so it never makes
+    a request's write wait (on SQLite, a waiting writer sleeps milliseconds)."""
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement.split()[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert file_jobs.work_once() is None
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert statements and set(statements) == {"SELECT"}
+    assert not any("advisory" in s.lower() for s in statements)
 
 
 def test_scored_files_are_deleted_after_their_time_or_on_request(app, analyst):

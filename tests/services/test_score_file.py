@@ -67,11 +67,11 @@ def test_a_file_scores_like_its_rows_sent_one_by_one_with_consent(
 def test_store_adds_the_rows_to_the_history_once(app, later, tmp_path, small_chunks):
     source, out = tmp_path / "in.csv", tmp_path / "out.csv.gz"
     later.to_csv(source, index=False)
-    before = _count(Transaction)
+    before, last_id = _count(Transaction), db.session.scalar(select(func.max(Transaction.id)))
     summary = files.score_file(source, out, store=True)
     assert summary.stored == len(later)
     assert _count(Transaction) == before + len(later) == before + _count(Prediction)
-    sources = db.session.scalars(select(Transaction.source).where(Transaction.id > before))
+    sources = db.session.scalars(select(Transaction.source).where(Transaction.id > last_id))
     assert set(sources) == {"file"}
     assert db.session.scalar(select(func.sum(DailyCount.count))) == len(later)
     with gzip.open(out, "rt") as handle:

@@ -226,7 +226,12 @@ def _remove(path: str | None) -> None:
 def claim(worker: str, limit: int) -> FileJob | None:
     """Take this node's oldest queued job when fewer than `limit` jobs run anywhere; None
     otherwise. Claims are serialised (PostgreSQL: an advisory lock for the transaction; SQLite: one
-    writer at a time), so the limit holds across processes and nodes; commits."""
+    writer at a time), so the limit holds across processes and nodes; commits. The lock is taken
+    only when a job waits: idle polls read and never make the requests' writes wait."""
+    queued = select(FileJob.id).where(FileJob.status == "queued", FileJob.node == node_name())
+    if db.session.scalar(queued.limit(1)) is None:
+        db.session.rollback()
+        return None
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK})
     else:  # take the write lock now, so the count below is still true when we update
