@@ -205,6 +205,18 @@ def test_a_job_whose_worker_died_is_failed_not_left_running(app, analyst):
     assert _job().upload_path and not os.path.exists(_job().upload_path)
 
 
+def test_a_silent_job_of_a_live_process_keeps_running(app, analyst):
+    """Storing a big file on SQLite holds the write lock, so its heartbeats wait: a job whose
+    process is alive on this host is not failed for that."""
+    _upload(analyst, _csv(3))
+    file_jobs.claim(file_jobs.worker_name(), 2)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=app.config["FILE_STALE_SECONDS"] + 1)
+    db.session.execute(update(FileJob).values(heartbeat_at=old))
+    db.session.commit()
+    assert file_jobs.fail_stale(app.config["FILE_STALE_SECONDS"]) == 0
+    assert _job().status == "running"
+
+
 def test_claims_keep_to_the_limit_of_jobs_at_once(analyst):
     for _ in range(3):
         _upload(analyst, _csv(2))

@@ -44,6 +44,20 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _alive_here(worker: str | None) -> bool:
+    """Whether `worker` (host:pid) is a running process of this host."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def allowed_name(name: str) -> bool:
     """Whether a file name has an extension the page accepts (.csv or .csv.gz)."""
     return name.lower().endswith(EXTENSIONS)
@@ -345,11 +359,12 @@ def fail_stale(seconds: float) -> int:
     """Mark failed the running jobs whose heartbeat is older than `seconds` (their worker was
     killed or lost the database); how many; commits."""
     cutoff = utcnow() - dt.timedelta(seconds=seconds)
-    stale = list(
-        db.session.scalars(
-            select(FileJob).where(FileJob.status == "running", FileJob.heartbeat_at < cutoff)
-        )
+    silent = db.session.scalars(
+        select(FileJob).where(FileJob.status == "running", FileJob.heartbeat_at < cutoff)
     )
+    # A job whose process runs on this host is alive, heartbeat or not: on SQLite a file being
+    # stored holds the write lock until it commits, and its heartbeats wait.
+    stale = [job for job in silent if not _alive_here(job.worker)]
     for job in stale:
         db.session.execute(
             update(FileJob)
