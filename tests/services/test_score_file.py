@@ -43,6 +43,7 @@ def test_a_file_scores_like_its_rows_sent_one_by_one_with_consent(
     app, later, tmp_path, small_chunks
 ):
     source, out = tmp_path / "in.csv.gz", tmp_path / "out.csv"
+    later.loc[0, "TRANSACTION_ID"] = 'id, with "quotes"'  # written back quoted
     later.to_csv(source, index=False)
     before = _count(Transaction)
     summary = files.score_file(source, out)

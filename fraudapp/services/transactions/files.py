@@ -11,8 +11,10 @@ end, and the stored rows are committed only then, so a refusal on the last line 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
+import itertools
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -100,7 +102,7 @@ def score_file(
     try:
         chunks = history.read_transaction_chunks(source, CHUNK_ROWS)
         with _open_output(partial) as output, closing(chunks):
-            output.write(",".join(COLUMNS) + "\n")
+            csv.writer(output, lineterminator="\n").writerow(COLUMNS)
             for chunk in chunks:
                 scorer.add(chunk, output)
                 if progress is not None:
@@ -299,22 +301,23 @@ def _sorted_contains(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarra
 
 
 def _write(output, chunk, scores, flagged, threshold, version, reasons) -> None:
+    """Append the chunk's scored rows (the csv module: quoted where needed, floats exact)."""
     when = np.datetime_as_string(chunk["tx_time"].to_numpy(np.int64).astype("datetime64[s]"))
-    frame = pd.DataFrame(
-        {
-            "TRANSACTION_ID": chunk["external_id"].to_numpy(),
-            "TX_DATETIME": pd.Series(when).str.replace("T", " ", regex=False).to_numpy(),
-            "CUSTOMER_ID": chunk["customer_id"].to_numpy(),
-            "TERMINAL_ID": chunk["terminal_id"].to_numpy(),
-            "TX_AMOUNT": chunk["amount"].to_numpy(),
-            "score": scores,
-            "is_fraud": flagged.astype(int),
-            "threshold": threshold,
-            "model_version": version,
-            "reasons": reasons,
-        }
+    csv.writer(output, lineterminator="\n").writerows(
+        zip(
+            chunk["external_id"].tolist(),
+            [w.replace("T", " ") for w in when.tolist()],
+            chunk["customer_id"].tolist(),
+            chunk["terminal_id"].tolist(),
+            chunk["amount"].tolist(),
+            scores.tolist(),
+            flagged.astype(int).tolist(),
+            itertools.repeat(threshold),
+            itertools.repeat(version),
+            reasons.tolist(),
+            strict=False,  # the repeats are endless
+        )
     )
-    frame.to_csv(output, header=False, index=False)
 
 
 def _already_stored(chunk: pd.DataFrame) -> str:
