@@ -100,22 +100,20 @@ RECENT_DAYS = max(
 )
 
 
+_KIND = 1 << 32  # a row's kind rides in its group column: kind·2³² + customer or terminal id
+
+
 def _windows_statement(before_id: bool):
-    """Both windows of a set of transactions in one round trip, by covering indexes: the
-    customers' rows (kind 0: amount) — recent ones, and the oldest ones only some windows of
-    the set still reach — with one summary row per customer for the rows between (kind 2: the
-    count and the sum of amounts), and the terminals' rows (kind 1: known fraud)."""
+    """Both windows of a set of transactions in one round trip, by covering indexes, as rows of
+    (kind·2³² + group, time, value): the customers' rows (kind 0: time, amount) — recent ones, and
+    the oldest ones only some windows of the set still reach — with one summary row per customer
+    for the rows between (kind 2: count, sum of amounts), and the terminals' rows (kind 1: time,
+    known fraud). Three columns: every value costs a Python object."""
     customer = Transaction.customer_id.in_(bindparam("customers", expanding=True))
     earlier = (Transaction.id < bindparam("before"),) if before_id else ()
 
     def customer_rows(start: str, end: str):
-        return select(
-            literal_column("0"),
-            Transaction.customer_id,
-            Transaction.tx_time,
-            Transaction.amount,
-            literal_column("1"),
-        ).where(
+        return select(Transaction.customer_id, Transaction.tx_time, Transaction.amount).where(
             customer,
             Transaction.tx_time > bindparam(start),
             Transaction.tx_time <= bindparam(end),
@@ -124,11 +122,9 @@ def _windows_statement(before_id: bool):
 
     summaries = (
         select(
-            literal_column("2"),
-            Transaction.customer_id,
-            cast(bindparam("summary_time"), BigInteger),
-            func.sum(Transaction.amount),
+            Transaction.customer_id + literal_column(str(2 * _KIND), BigInteger),
             func.count(),
+            func.sum(Transaction.amount),
         )
         .where(
             customer,
@@ -139,11 +135,9 @@ def _windows_statement(before_id: bool):
         .group_by(Transaction.customer_id)
     )
     terminal_rows = select(
-        literal_column("1"),
-        Transaction.terminal_id,
+        Transaction.terminal_id + literal_column(str(_KIND), BigInteger),
         Transaction.tx_time,
         func.coalesce(cast(Transaction.fraud, Integer), 0),
-        literal_column("1"),
     ).where(
         Transaction.terminal_id.in_(bindparam("terminals", expanding=True)),
         Transaction.tx_time > bindparam("terminal_start"),
@@ -175,15 +169,13 @@ def stored_windows(
     day = features.DAY
     first, last = min(tx.tx_time for tx in txs), max(tx.tx_time for tx in txs)
     recent_start = first - RECENT_DAYS * day
-    oldest_end = min(last - features.CUSTOMER_LOOKBACK_DAYS * day, recent_start)
     params = {
         "customers": sorted({tx.customer_id for tx in txs}),
         "terminals": sorted({tx.terminal_id for tx in txs}),
         "recent_start": recent_start,
         "end": last,
         "oldest_start": first - features.CUSTOMER_LOOKBACK_DAYS * day,
-        "oldest_end": oldest_end,
-        "summary_time": recent_start,
+        "oldest_end": min(last - features.CUSTOMER_LOOKBACK_DAYS * day, recent_start),
         "terminal_start": first - features.TERMINAL_LOOKBACK_DAYS * day,
         "terminal_end": last - features.TERMINAL_DELAY_DAYS * day,
     }
@@ -191,12 +183,18 @@ def stored_windows(
     if before_id is not None:
         params["before"] = before_id
     # On the session's connection, as plain Core: the ORM's result layer costs more than the query.
-    table = fetch_table(db.session.connection().execute(statement, params), 5)
-    terminal = table[:, 0] == 1
-    customers, terminals = table[~terminal], table[terminal]
+    table = fetch_table(db.session.connection().execute(statement, params), 3)
+    kind, group = np.divmod(table[:, 0].astype(np.int64), _KIND)
+    rows, summary, terminal = (table[kind == k] for k in (0, 2, 1))
+    weight = np.concatenate((np.ones(len(rows), np.int64), summary[:, 1].astype(np.int64)))
     return (
-        features.History(*_columns(customers), customers[:, 4].astype(np.int64)),
-        features.History(*_columns(terminals)),
+        features.History(
+            np.concatenate((group[kind == 0], group[kind == 2])),
+            np.concatenate((rows[:, 1], np.full(len(summary), recent_start))).astype(np.int64),
+            np.concatenate((rows[:, 2], summary[:, 2])),
+            weight,
+        ),
+        features.History(group[kind == 1], terminal[:, 1].astype(np.int64), terminal[:, 2]),
     )
 
 
@@ -207,10 +205,6 @@ def fetch_table(result, width: int) -> np.ndarray:
     result.close()
     values = itertools.chain.from_iterable(rows)
     return np.fromiter(values, np.float64, len(rows) * width).reshape(len(rows), width)
-
-
-def _columns(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return table[:, 1].astype(np.int64), table[:, 2].astype(np.int64), table[:, 3]
 
 
 def features_of(
