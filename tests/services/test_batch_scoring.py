@@ -111,5 +111,12 @@ def test_a_list_out_of_time_order_equals_one_by_one(app, stored_history):
         }
     )
     assert not frame["TX_DATETIME"].is_monotonic_increasing
-    alone, batched = _one_by_one_then_batched(_inputs(frame, rng.random(n) < 0.7))
+    items = _inputs(frame, rng.random(n) < 0.7)
+    alone, batched = _one_by_one_then_batched(items)
     _assert_same(alone, batched)
+    for (tx, _), result in zip(items, batched, strict=True):  # each id is its own transaction's
+        if result.id is not None:
+            prediction = db.session.get(Prediction, result.id)
+            assert prediction.score == result.score
+            stored = prediction.transaction
+            assert (stored.tx_time, stored.amount) == (tx.tx_time, tx.amount)

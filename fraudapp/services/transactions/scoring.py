@@ -443,12 +443,16 @@ def _replay(model: LoadedModel, prediction: Prediction, want_explanation: bool) 
     return result
 
 
-_INSERT_TRANSACTION = Transaction.__table__.insert().returning(
-    Transaction.id, sort_by_parameter_order=True
-)
-_INSERT_PREDICTION = Prediction.__table__.insert().returning(
-    Prediction.id, sort_by_parameter_order=True
-)
+def _insert_returning_ids(connection, table, rows: list[dict]) -> list[int]:
+    """Insert rows in one statement per batch; their new ids, in the rows' order.
+
+    SQLite gives a single writer's rows increasing ids in insertion order, so its ids are sorted
+    (asking SQLAlchemy to match them to the rows there costs one statement per row); PostgreSQL's
+    are matched to the rows by SQLAlchemy."""
+    if connection.dialect.name == "sqlite":
+        return sorted(connection.execute(table.insert().returning(table.c.id), rows).scalars())
+    statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+    return connection.execute(statement, rows).scalars().all()
 
 
 def store_predictions(
@@ -463,46 +467,40 @@ def store_predictions(
     in order. An external id taken meanwhile by a concurrent request is refused by its unique
     index (IntegrityError, for score_batch)."""
     connection = db.session.connection()
-    transaction_ids = (
-        connection.execute(
-            _INSERT_TRANSACTION,
-            [
-                {
-                    "external_id": tx.external_id,
-                    "tx_time": tx.tx_time,
-                    "customer_id": tx.customer_id,
-                    "terminal_id": tx.terminal_id,
-                    "amount": tx.amount,
-                    "source": source,
-                }
-                for tx in txs
-            ],
-        )
-        .scalars()
-        .all()
+    transaction_ids = _insert_returning_ids(
+        connection,
+        Transaction.__table__,
+        [
+            {
+                "external_id": tx.external_id,
+                "tx_time": tx.tx_time,
+                "customer_id": tx.customer_id,
+                "terminal_id": tx.terminal_id,
+                "amount": tx.amount,
+                "source": source,
+            }
+            for tx in txs
+        ],
     )
     codes = [new_receipt() if receipts else (None, None) for _ in txs]
-    prediction_ids = (
-        connection.execute(
-            _INSERT_PREDICTION,
-            [
-                {
-                    "transaction_id": transaction_id,
-                    "score": result.score,
-                    "is_fraud": result.is_fraud,
-                    "threshold": result.threshold,
-                    "model_version": result.model_version,
-                    "features": result.features,
-                    "receipt_hash": receipt_hash,
-                    "api_token_id": api_token_id,
-                }
-                for transaction_id, result, (_, receipt_hash) in zip(
-                    transaction_ids, results, codes, strict=True
-                )
-            ],
-        )
-        .scalars()
-        .all()
+    prediction_ids = _insert_returning_ids(
+        connection,
+        Prediction.__table__,
+        [
+            {
+                "transaction_id": transaction_id,
+                "score": result.score,
+                "is_fraud": result.is_fraud,
+                "threshold": result.threshold,
+                "model_version": result.model_version,
+                "features": result.features,
+                "receipt_hash": receipt_hash,
+                "api_token_id": api_token_id,
+            }
+            for transaction_id, result, (_, receipt_hash) in zip(
+                transaction_ids, results, codes, strict=True
+            )
+        ],
     )
     mark_days({tx.tx_time // features.DAY for tx in txs})
     return [
