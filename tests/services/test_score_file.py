@@ -3,14 +3,13 @@ refused whole on a bad line; stored only when asked."""
 
 from __future__ import annotations
 
-import gzip
-
 import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
 from fraudapp.extensions import db
+from fraudapp.ml import features
 from fraudapp.ml.simulate import simulate
 from fraudapp.models import DailyCount, Prediction, Transaction
 from fraudapp.services.transactions import files, scoring
@@ -75,8 +74,13 @@ def test_store_adds_the_rows_to_the_history_once(app, later, tmp_path, small_chu
     sources = db.session.scalars(select(Transaction.source).where(Transaction.id > last_id))
     assert set(sources) == {"file"}
     assert db.session.scalar(select(func.sum(DailyCount.count))) == len(later)
-    with gzip.open(out, "rt") as handle:
-        assert sum(1 for _ in handle) == len(later) + 1
+    scored = pd.read_csv(out).set_index("TRANSACTION_ID")
+    assert len(scored) == len(later)
+    for prediction in db.session.scalars(select(Prediction).limit(50)):
+        row = scored.loc[prediction.transaction.external_id]
+        assert prediction.score == row["score"] and prediction.is_fraud is bool(row["is_fraud"])
+        assert list(prediction.features) == list(features.FEATURES)
+        assert prediction.model_version == "v1" and prediction.created_at.tzinfo is not None
     # the same file again: its ids are stored already, so it is refused and nothing is added
     with pytest.raises(files.FileRefused, match="line 2: TRANSACTION_ID is already stored"):
         files.score_file(source, tmp_path / "again.csv", store=True)

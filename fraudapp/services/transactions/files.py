@@ -12,8 +12,8 @@ end, and the stored rows are committed only then, so a refusal on the last line 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import gzip
+import io
 import itertools
 import os
 from collections import Counter
@@ -25,19 +25,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
 from ...ml import features
 from ...ml.explain import explain_rows
-from ...models import Transaction
+from ...models import Transaction, UtcDateTime, utcnow
 from ...telemetry import record_scored
 from ..serving import decision_threshold, serving_model
 from . import history
-from .scoring import Scored, TransactionIn, add_daily_counts, fetch_table, store_predictions
+from .changes import mark_days
+from .scoring import add_daily_counts, fetch_table
 
-CHUNK_ROWS = 250_000
+CHUNK_ROWS = 100_000
 HISTOGRAM_BINS = 10
 COLUMNS = (
     "TRANSACTION_ID",
@@ -203,39 +204,47 @@ class _FileScorer:
         self.fetched_until = last
 
     def _store(self, chunk, rows, scores, flagged) -> None:
-        txs = [
-            TransactionIn(
-                dt.datetime(1970, 1, 1) + dt.timedelta(seconds=int(t)),
-                int(c),
-                int(k),
-                float(a),
-                external_id=e,
+        """Add the chunk's rows and predictions to the history, in bulk: a staging table loaded
+        by COPY (PostgreSQL) or executemany (SQLite), then two INSERT … SELECT."""
+        connection = db.session.connection()
+        postgres = connection.dialect.name == "postgresql"
+        if not self.summary.stored:
+            connection.execute(text(_STAGING_TABLE))
+        staged = zip(
+            chunk.index.tolist(),
+            chunk["external_id"].tolist(),
+            chunk["tx_time"].tolist(),
+            chunk["customer_id"].tolist(),
+            chunk["terminal_id"].tolist(),
+            chunk["amount"].tolist(),
+            scores.tolist(),
+            flagged.astype(int).tolist(),
+            [_FEATURES_JSON % tuple(row) for row in rows.tolist()],
+            strict=True,
+        )
+        cursor = connection.connection.driver_connection.cursor()
+        if postgres:
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerows(staged)
+            with cursor.copy("COPY file_staging FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(buffer.getvalue())
+        else:
+            cursor.executemany(
+                "INSERT INTO file_staging VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", staged
             )
-            for e, t, c, k, a in zip(
-                chunk["external_id"],
-                chunk["tx_time"],
-                chunk["customer_id"],
-                chunk["terminal_id"],
-                chunk["amount"],
-                strict=True,
-            )
-        ]
-        results = [
-            Scored(
-                score=float(s),
-                is_fraud=bool(f),
-                threshold=self.threshold,
-                model_version=self.model.version,
-                features=dict(zip(features.FEATURES, row, strict=True)),
-            )
-            for s, f, row in zip(scores, flagged, rows.tolist(), strict=True)
-        ]
+        now = {"now": utcnow(), "source": "file"}
         try:
-            store_predictions(txs, results, source="file", receipts=False)
+            connection.execute(_STAGED_TRANSACTIONS, now)
         except IntegrityError as exc:
             db.session.rollback()
             raise FileRefused(_already_stored(chunk)) from exc
-        self.summary.stored += len(txs)
+        predictions = _STAGED_PREDICTIONS_PG if postgres else _STAGED_PREDICTIONS
+        connection.execute(
+            predictions, now | {"threshold": self.threshold, "version": self.model.version}
+        )
+        connection.execute(text("DELETE FROM file_staging"))
+        mark_days(np.unique(chunk["tx_time"].to_numpy(np.int64) // features.DAY).tolist())
+        self.summary.stored += len(chunk)
 
     def _summarize(self, scores, flagged) -> None:
         self.summary.rows += len(scores)
@@ -262,6 +271,31 @@ _STORED_ROWS = select(
     Transaction.amount,
     db.func.coalesce(db.cast(Transaction.fraud, db.Integer), 0),
 ).where(Transaction.tx_time > bindparam("start"), Transaction.tx_time <= bindparam("end"))
+
+
+_STAGING_TABLE = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS file_staging (line BIGINT, external_id VARCHAR(64), "
+    "tx_time BIGINT, customer_id BIGINT, terminal_id BIGINT, amount FLOAT, score FLOAT, "
+    "is_fraud INTEGER, features TEXT)"
+)
+_STAGED_TRANSACTIONS = text(
+    "INSERT INTO transactions (external_id, tx_time, customer_id, terminal_id, amount, source, "
+    "created_at) SELECT external_id, tx_time, customer_id, terminal_id, amount, :source, :now "
+    "FROM file_staging ORDER BY line"
+).bindparams(bindparam("now", type_=UtcDateTime()))
+_PREDICTIONS_FROM_STAGING = (
+    "INSERT INTO predictions (transaction_id, score, is_fraud, threshold, model_version, "
+    "features, created_at) SELECT t.id, s.score, s.is_fraud = 1, :threshold, :version, {features}, "
+    ":now FROM file_staging s JOIN transactions t ON t.external_id = s.external_id ORDER BY s.line"
+)
+_STAGED_PREDICTIONS = text(_PREDICTIONS_FROM_STAGING.format(features="s.features")).bindparams(
+    bindparam("now", type_=UtcDateTime())
+)
+_STAGED_PREDICTIONS_PG = text(
+    _PREDICTIONS_FROM_STAGING.format(features="CAST(s.features AS JSON)")
+).bindparams(bindparam("now", type_=UtcDateTime()))
+# A prediction's feature snapshot, as the JSON the API path stores (Python's float repr is JSON).
+_FEATURES_JSON = "{" + ", ".join(f'"{name}": %r' for name in features.FEATURES) + "}"
 
 
 class _Recent:

@@ -200,11 +200,16 @@ def stored_windows(
 
 def fetch_table(result, width: int) -> np.ndarray:
     """A numeric result as one float64 matrix (exact for ids and Unix seconds), read from the
-    driver's cursor: no result row objects for thousands of rows."""
-    rows = result.cursor.fetchall()
+    driver's cursor in batches: no result row objects, and never all rows as Python objects."""
+    parts = [np.empty((0, width))]
+    while rows := result.cursor.fetchmany(_FETCH_BATCH):
+        values = itertools.chain.from_iterable(rows)
+        parts.append(np.fromiter(values, np.float64, len(rows) * width).reshape(-1, width))
     result.close()
-    values = itertools.chain.from_iterable(rows)
-    return np.fromiter(values, np.float64, len(rows) * width).reshape(len(rows), width)
+    return np.concatenate(parts)
+
+
+_FETCH_BATCH = 50_000
 
 
 def features_of(
