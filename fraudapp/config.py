@@ -53,6 +53,7 @@ class Defaults(BaseModel):
     BACKGROUND_RETRY_FIRST_SECONDS: float = 1.0  # a failing background thread retries after this,
     BACKGROUND_RETRY_MAX_SECONDS: float = 60.0  # ... doubling each time up to this
     MAX_BATCH: int = 1000
+    COUNT_FLUSH_SECONDS: float = 1.0  # each process writes its daily prediction counts this often
     CLOCK_SKEW_SECONDS: int = 300  # a transaction may be dated this far past the server's clock
     EXPLAIN_TOP: int = 4
     WTF_CSRF_TIME_LIMIT: int | None = None

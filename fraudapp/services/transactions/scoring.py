@@ -27,6 +27,7 @@ from ...models import DailyCount, Prediction, Transaction, dialect_insert
 from ...telemetry import record_predictions
 from ..serving import decision_threshold, serving_model
 from .changes import mark_days
+from .counts import count_predictions
 from .labels import new_receipt
 
 
@@ -183,7 +184,7 @@ def _answer_all(
         _answer(model, index, tx, consent, want_explanation, api_token_id)
         for index, (tx, consent) in enumerate(items)
     ]
-    _count_predictions([result for result in results if not result.replayed])
+    count_predictions([result for result in results if not result.replayed])
     db.session.commit()
     return results
 
