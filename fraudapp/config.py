@@ -54,6 +54,8 @@ class Defaults(BaseModel):
     BACKGROUND_RETRY_MAX_SECONDS: float = 60.0  # ... doubling each time up to this
     MAX_BATCH: int = 1000
     COUNT_FLUSH_SECONDS: float = 1.0  # each process writes its daily prediction counts this often
+    API_TOKEN_CACHE_SECONDS: float = 5.0  # a worker re-checks a known API token this often: a
+    # deleted (revoked) token stops working within this time; 0 checks on every request
     CLOCK_SKEW_SECONDS: int = 300  # a transaction may be dated this far past the server's clock
     EXPLAIN_TOP: int = 4
     WTF_CSRF_TIME_LIMIT: int | None = None
