@@ -7,7 +7,6 @@ import secrets
 
 import click
 from flask import Flask
-from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
@@ -16,6 +15,7 @@ from .admin import bp as admin_bp
 from .api import bp as api_bp
 from .auth import bp as auth_bp
 from .cli import register_commands
+from .database import configure_sqlite
 from .errors import register_errorhandlers
 from .extensions import csrf, db, limiter, login_manager, migrate
 from .feedback import bp as feedback_bp
@@ -89,22 +89,7 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            event.listen(db.engine, "connect", _sqlite_pragmas)
-
-
-def _sqlite_pragmas(connection, _record) -> None:
-    """WAL for concurrent readers, foreign keys for cascades, a busy timeout for writers."""
-    cursor = connection.cursor()
-    for pragma in (
-        "journal_mode=WAL",
-        "synchronous=NORMAL",
-        "foreign_keys=ON",
-        "busy_timeout=10000",
-        "temp_store=MEMORY",
-        "cache_size=-131072",
-    ):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+            configure_sqlite(app)
 
 
 def register_security(app: Flask) -> None:
