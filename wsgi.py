@@ -4,7 +4,13 @@ Each worker of a prediction node also runs the node agent: it converges on the d
 model version when it starts and every FRAUDAPP_NODE_SYNC_SECONDS, and reports its heartbeat. On
 SQLite, a thread of each worker checkpoints the write-ahead log, so that no request waits for a
 checkpoint (fraudapp/database.py).
+
+Everything loaded so far (modules, the app, the model) lives as long as the worker: gc.freeze()
+moves it out of the collector's sight, so a full collection scans only what requests left behind
+(about 200,000 startup objects made each full collection take 90-260 ms in a worker).
 """
+
+import gc
 
 from fraudapp import create_app
 from fraudapp.database import start_checkpointer
@@ -14,3 +20,4 @@ app = create_app()
 start_checkpointer(app)
 if app.config["ROLE"] != "trainer":
     start_agent(app)
+gc.freeze()
