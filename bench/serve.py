@@ -55,6 +55,7 @@ from fraudapp.services.training.train import latest_windows, train_and_publish  
 from fraudapp.services.transactions import history as history_service  # noqa: E402
 from fraudapp.services.transactions import scoring  # noqa: E402
 from tests.processes import (  # noqa: E402
+    BIN,
     FLASK,
     free_port,
     start,
@@ -92,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--handbook", type=Path, default=HANDBOOK / RAW_FILE, help="raw CSV")
     parser.add_argument(
         "--mlflow-venv", type=Path, default=BENCH_VENV, help="a venv with mlflow (the bench extra)"
+    )
+    parser.add_argument(
+        "--app-root",
+        type=Path,
+        help="serve the app of another checkout of fraudapp (e.g. `git worktree add /tmp/old "
+        "COMMIT`) to compare it with this one's figures",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -198,10 +205,16 @@ class Servers:
         }
         self.processes: list[subprocess.Popen] = []
 
-    def fraudapp(self) -> str:
+    def fraudapp(self, app_root: Path | None = None) -> str:
+        """gunicorn with gunicorn.conf.py, loading wsgi:app from this checkout or `app_root`."""
         port = free_port()
         log = self.scratch / "gunicorn.log"
-        process = start_gunicorn(self.env, port, WORKERS, log)
+        if app_root is None:
+            process = start_gunicorn(self.env, port, WORKERS, log)
+        else:
+            args = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--chdir", str(app_root)]
+            args += ["--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}"]
+            process = start([*args, "--access-logfile", "-", "wsgi:app"], self.env, log)
         self.processes.append(process)
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(process, url, log)
@@ -392,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
 
     servers = Servers(scratch, database_url, model_dir, secret)
     try:
-        fraud_url = servers.fraudapp()
+        fraud_url = servers.fraudapp(args.app_root)
         mlflow_url = servers.mlflow(model.booster, args.mlflow_venv)
         api = fraud_url + "/api/v1/predictions"
         check = post(api, json.dumps(bodies[0]).encode(), auth)
@@ -416,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
         "history": f"{len(history):,} rows: {what}, all but its last {HOLDOUT_DAYS} days, "
         f"imported in {import_seconds:.1f} s",
         "model": f"{version}, {model.booster.num_trees()} trees, lightgbm {lgb.__version__}",
+        "app": str(args.app_root or ROOT),
         "servers": f"gunicorn {gunicorn.__version__} ({WORKERS} workers, gunicorn.conf.py), "
         f"mlflow {servers.mlflow_version} ({WORKERS} workers, --env-manager local)",
     }
