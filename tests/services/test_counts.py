@@ -3,6 +3,9 @@ never lost on a clean shutdown."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +18,7 @@ from fraudapp.extensions import db
 from fraudapp.models import DailyCount
 from fraudapp.services.transactions import counts
 from tests.conftest import after_history
+from tests.processes import free_port, start_gunicorn, stop, wait_until_healthy
 
 
 def _counted() -> dict[tuple[bool, bool], int]:
@@ -100,3 +104,38 @@ def test_a_process_that_exits_cleanly_writes_its_counts(app, stored_history, tmp
     assert done.returncode == 0, done.stderr
     assert sum(_counted().values()) == 3
     assert sum(n for (_, consented), n in _counted().items() if consented) == 1
+
+
+@pytest.mark.slow
+def test_gunicorn_stopped_with_sigterm_writes_every_count(app, database_url, token, tmp_path):
+    """The shipped server: counts written once an hour at most, so only the workers' clean exit
+    after SIGTERM can write them."""
+    log = tmp_path / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDAPP_")} | {
+        "FRAUDAPP_DATABASE_URL": database_url,
+        "FRAUDAPP_MODEL_DIR": app.config["MODEL_DIR"],
+        "FRAUDAPP_INSTANCE_PATH": str(tmp_path / "instance"),
+        "FRAUDAPP_SECRET_KEY": "counts-test-" + "k" * 20,
+        "FRAUDAPP_NODE_SYNC_SECONDS": "0",
+        "FRAUDAPP_COUNT_FLUSH_SECONDS": "3600",
+    }
+    port = free_port()
+    process = start_gunicorn(env, port, 2, log)
+    try:
+        wait_until_healthy(process, f"http://127.0.0.1:{port}", log)
+        for index in range(12):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request(
+                "POST",
+                "/api/v1/predictions",
+                json.dumps(_body(consent=index % 3 == 0, customer=index)),
+                {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            assert connection.getresponse().status == 201
+            connection.close()
+        assert _counted() == {}
+    finally:
+        stop(process)  # SIGTERM: gunicorn stops its workers, which exit cleanly
+    assert process.returncode == 0
+    assert sum(_counted().values()) == 12
+    assert sum(n for (_, consented), n in _counted().items() if consented) == 4
