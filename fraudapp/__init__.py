@@ -16,7 +16,7 @@ from .api import bp as api_bp
 from .auth import bp as auth_bp
 from .cli import register_commands
 from .database import configure_sqlite
-from .errors import register_errorhandlers
+from .errors import keep_retry_after, register_errorhandlers
 from .extensions import csrf, db, limiter, login_manager, migrate
 from .feedback import bp as feedback_bp
 from .health import bp as health_bp
@@ -86,6 +86,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
+    keep_retry_after(app)  # before the limiter: it runs after the limiter's headers
     limiter.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
