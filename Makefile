@@ -51,7 +51,18 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install
+# mlflow (the `bench` extra) gets a venv of its own: it pins an older gunicorn and brings pyarrow,
+# which changes pandas' string columns; the app's .venv stays as the app ships.
+BENCH_VENV ?= .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (HTTP load generator): apt-get install wrk"; exit 1; }
+	$(PY) bench/serve.py --mlflow-venv $(BENCH_VENV)
 	$(PY) bench/predict.py
 	$(PY) bench/quality.py
 	$(PY) bench/distribution.py
@@ -67,4 +78,4 @@ vendor:
 	cp package/dist/chart.umd.min.js package/LICENSE.md $(CURDIR)/static/vendor/chartjs/
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .coverage

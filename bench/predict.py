@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     app = make_app(database_url, os.path.join(scratch.name, "models"))
 
     from fraudapp.extensions import db
-    from fraudapp.ml.explain import explain
+    from fraudapp.ml.explain import explain_rows
     from fraudapp.ml.registry import LoadedModel
     from fraudapp.services import serving, tokens
     from fraudapp.services.training.train import latest_windows, train_and_publish
@@ -261,10 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     probes = Probes(
         [
             (tokens, "verify_token", "tokens.verify_token"),
-            (scoring, "online_features", "online_features"),
-            (LoadedModel, "score", "LoadedModel.score"),
-            (scoring, "_store", "scoring._store"),
-            (scoring, "_commit", "scoring._commit"),
+            (scoring, "features_of", "online_features"),
+            (LoadedModel, "score_many", "LoadedModel.score"),
+            (scoring, "store_predictions", "scoring.store_predictions"),
             (scoring, "score", "scoring.score"),
         ]
     )
@@ -287,8 +286,8 @@ def main(argv: list[str] | None = None) -> None:
                 "tokens.verify_token": (tokens.verify_token, [token] * n),
                 "online_features": (scoring.online_features, txs),
                 "LoadedModel.score": (model.score, rows),
-                "LoadedModel.contributions": (model.contributions, rows),
-                "scoring.explain": (lambda row: explain(model, row, top), rows),
+                "LoadedModel.contributions": (model.contributions, matrices),
+                "scoring.explain": (lambda m: explain_rows(model, m, top), matrices),
                 "scoring.score, consent false": (lambda tx: scoring.score(tx, False), txs),
                 "scoring.score": (lambda tx: scoring.score(tx, True), traffic.inputs(n)),
             }
@@ -347,10 +346,13 @@ def main(argv: list[str] | None = None) -> None:
 
 SPLIT = (  # (label, function name, note)
     ("tokens.verify_token", "tokens.verify_token", ""),
-    ("online_features (2 queries + numpy)", "online_features", ""),
-    ("LoadedModel.score (booster.predict)", "LoadedModel.score", ""),
-    ("scoring._store (insert transaction + prediction)", "scoring._store", ""),
-    ("scoring._commit", "scoring._commit", ""),
+    ("online_features (one query + numpy)", "online_features", ""),
+    ("LoadedModel.score_many (booster.predict)", "LoadedModel.score", ""),
+    (
+        "scoring.store_predictions (insert transaction + prediction)",
+        "scoring.store_predictions",
+        "",
+    ),
     ("scoring.score, consent true (the whole service)", "scoring.score", ""),
     ("LoadedModel.contributions (pred_contrib)", "LoadedModel.contributions", "explain"),
     ("scoring.explain (pred_contrib + texts)", "scoring.explain", "explain"),

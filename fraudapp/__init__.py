@@ -7,7 +7,6 @@ import secrets
 
 import click
 from flask import Flask
-from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
@@ -16,7 +15,8 @@ from .admin import bp as admin_bp
 from .api import bp as api_bp
 from .auth import bp as auth_bp
 from .cli import register_commands
-from .errors import register_errorhandlers
+from .database import configure_sqlite
+from .errors import keep_retry_after, register_errorhandlers
 from .extensions import csrf, db, limiter, login_manager, migrate
 from .feedback import bp as feedback_bp
 from .files import bp as files_bp
@@ -87,25 +87,11 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
+    keep_retry_after(app)  # before the limiter: it runs after the limiter's headers
     limiter.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            event.listen(db.engine, "connect", _sqlite_pragmas)
-
-
-def _sqlite_pragmas(connection, _record) -> None:
-    """WAL for concurrent readers, foreign keys for cascades, a busy timeout for writers."""
-    cursor = connection.cursor()
-    for pragma in (
-        "journal_mode=WAL",
-        "synchronous=NORMAL",
-        "foreign_keys=ON",
-        "busy_timeout=10000",
-        "temp_store=MEMORY",
-        "cache_size=-131072",
-    ):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+            configure_sqlite(app)
 
 
 def register_security(app: Flask) -> None:

@@ -219,6 +219,17 @@ def create_api_token_command(name: str, all_predictions: bool) -> None:
     click.echo(token)
 
 
+@click.command("revoke-api-token")
+@click.argument("name")
+def revoke_api_token_command(name: str) -> None:
+    """Delete an API token: refused at once by this process, by running servers within
+    FRAUDAPP_API_TOKEN_CACHE_SECONDS."""
+    if not tokens.revoke_token(name):
+        raise click.ClickException(f"there is no token named {name!r}")
+    seconds = current_app.config["API_TOKEN_CACHE_SECONDS"]
+    click.echo(f"token {name!r} revoked; running servers refuse it within {seconds:g} s")
+
+
 @click.command("create-user")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["analyst", "admin"]), required=True)
@@ -314,6 +325,7 @@ def register_commands(app: Flask) -> None:
         train_command,
         models_group,
         create_api_token_command,
+        revoke_api_token_command,
         create_user_command,
         set_password_command,
         monitor_command,

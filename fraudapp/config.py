@@ -49,10 +49,15 @@ class Defaults(BaseModel):
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
     DATABASE_CONNECT_TIMEOUT: int = 3  # whole seconds a PostgreSQL connection attempt may take
     DATABASE_RETRY_AFTER_SECONDS: int = 5  # Retry-After of the 503 while the database is down
+    SQLITE_CHECKPOINT_SECONDS: float = 1.0  # a web worker's thread checkpoints SQLite's WAL this
+    # often, so no request waits for one; 0: the committing request does (SQLite's default)
     HEALTH_DATABASE_CHECK_SECONDS: float = 1.0  # /healthz checks the database at most this often
     BACKGROUND_RETRY_FIRST_SECONDS: float = 1.0  # a failing background thread retries after this,
     BACKGROUND_RETRY_MAX_SECONDS: float = 60.0  # ... doubling each time up to this
     MAX_BATCH: int = 1000
+    COUNT_FLUSH_SECONDS: float = 1.0  # each process writes its daily prediction counts this often
+    API_TOKEN_CACHE_SECONDS: float = 5.0  # a worker re-checks a known API token this often: a
+    # deleted (revoked) token stops working within this time; 0 checks on every request
     CLOCK_SKEW_SECONDS: int = 300  # a transaction may be dated this far past the server's clock
     EXPLAIN_TOP: int = 4
     # Threads LightGBM may use to score a file (`flask score-file`, the Score a file page); single

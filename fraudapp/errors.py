@@ -12,7 +12,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, flash, jsonify, redirect, render_template, request
+from flask import Flask, current_app, flash, g, jsonify, redirect, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -113,7 +113,20 @@ def _database_unreachable(exc: BaseException):
     outage().failed(exc)
     error = ServiceUnavailable(UNREACHABLE)
     body, status = _respond(error, "errors/unavailable.html")
-    return body, status, {"Retry-After": str(current_app.config["DATABASE_RETRY_AFTER_SECONDS"])}
+    g.retry_after = str(current_app.config["DATABASE_RETRY_AFTER_SECONDS"])
+    return body, status, {"Retry-After": g.retry_after}
+
+
+def keep_retry_after(app: Flask) -> None:
+    """A 503's Retry-After stays the database's: Flask-Limiter, which adds its headers after
+    every other after-request function of an API request, would raise it to the end of the rate
+    limit's window (a minute). Register before the limiter, so that this runs after it."""
+
+    @app.after_request
+    def _database_retry_after(response):
+        if "retry_after" in g and response.status_code == 503:
+            response.headers["Retry-After"] = g.retry_after
+        return response
 
 
 def register_errorhandlers(app: Flask) -> None:

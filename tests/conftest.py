@@ -6,6 +6,7 @@ temporary SQLite file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -20,7 +21,7 @@ from fraudapp.extensions import db
 from fraudapp.ml.simulate import simulate
 from fraudapp.services import tokens
 from fraudapp.services.training.train import latest_windows, train_and_publish
-from fraudapp.services.transactions import history
+from fraudapp.services.transactions import counts, history
 
 HANDBOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "handbook"
 HANDBOOK_RAW = HANDBOOK / "transactions_raw_2018-04-01_to_2018-08-31.csv.gz"
@@ -123,6 +124,8 @@ def app(database_url, trained_registry, tmp_path):
     app = _make_app(database_url, model_dir)
     with app.app_context():
         yield app
+        with contextlib.suppress(Exception):  # no late write of its counts into the next test's
+            counts.flush()
         _empty_tables()
         db.engine.dispose()
 

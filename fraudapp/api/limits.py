@@ -12,13 +12,12 @@ from flask import Blueprint, current_app, g, request
 from flask_limiter.util import get_remote_address
 
 from ..extensions import limiter
-from ..models import ApiToken
 from ..services import tokens
 
 _ENVIRON_KEY = "fraudapp.api_token"
 
 
-def request_token() -> ApiToken | None:
+def request_token() -> tokens.TokenOwner | None:
     """The owner of the request's bearer token, or None; looked up once per request (kept in the
     request's environ) and set as `g.api_token` for the views."""
     if _ENVIRON_KEY not in request.environ:

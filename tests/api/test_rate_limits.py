@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import secrets
 import socket
+import threading
+import time
 
 import pytest
 
 from fraudapp import create_app
-from fraudapp.extensions import db
+from fraudapp.extensions import SweptMemoryStorage, db, limiter
 from fraudapp.services import tokens
 from tests.conftest import settings_of
 
@@ -108,3 +110,31 @@ def test_an_unreachable_storage_does_not_stop_the_api(app, token):
     auth = {"Authorization": f"Bearer {token}"}
     assert [client.get("/api/v1/model", headers=auth).status_code for _ in range(3)] == [200] * 3
     _dispose(made)
+
+
+def test_counting_requests_starts_no_thread(app, monkeypatch):
+    """The in-memory storage (memory://, the default) sweeps from one thread of its own; limits'
+    own started a new thread 10 ms after a counted request whenever the last one had ended."""
+    assert isinstance(limiter.storage, SweptMemoryStorage)
+    storage = SweptMemoryStorage()
+    started = []
+    original = threading.Thread.start
+    monkeypatch.setattr(
+        threading.Thread, "start", lambda thread: started.append(thread.name) or original(thread)
+    )
+    for _ in range(5):
+        storage.incr("token:1", expiry=60)
+        time.sleep(0.02)  # past the 10 ms after which limits' storage would start another
+    assert started == [] and storage.get("token:1") == 5
+
+
+def test_expired_counters_are_swept_by_the_storages_thread(monkeypatch):
+    monkeypatch.setattr(SweptMemoryStorage, "SWEEP_SECONDS", 0.01)
+    storage = SweptMemoryStorage()
+    storage.incr("fresh", expiry=3600)
+    storage.storage["stale"], storage.expirations["stale"] = 1, 0.0  # expired long ago
+    for _ in range(500):  # the thread sweeps every 0.01 s; up to 5 s on a busy machine
+        if "stale" not in storage.storage:
+            break
+        time.sleep(0.01)
+    assert "stale" not in storage.storage and storage.get("fresh") == 1

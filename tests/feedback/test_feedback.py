@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select
 from fraudapp.extensions import db
 from fraudapp.models import ApiToken, AuditEvent, DailyCount, Label, Prediction, Transaction
 from fraudapp.services import tokens
-from fraudapp.services.transactions import labels
+from fraudapp.services.transactions import counts, labels
 from tests.conftest import after_history, login, predict
 
 
@@ -68,6 +68,7 @@ def test_my_data_shows_and_deletes_everything_but_counts(client, stored_history)
         db.session.scalar(select(func.count()).select_from(Label).where(Label.source == "feedback"))
         == 0
     )
+    counts.flush()
     assert db.session.scalar(select(func.sum(DailyCount.count))) == 1
     assert (
         db.session.scalar(select(AuditEvent.action).where(AuditEvent.action == "data.deleted"))

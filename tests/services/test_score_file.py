@@ -12,7 +12,7 @@ from fraudapp.extensions import db
 from fraudapp.ml import features
 from fraudapp.ml.simulate import simulate
 from fraudapp.models import DailyCount, Prediction, Transaction
-from fraudapp.services.transactions import files, scoring
+from fraudapp.services.transactions import counts, files, scoring
 from tests.services.test_batch_scoring import _inputs
 
 
@@ -73,6 +73,7 @@ def test_store_adds_the_rows_to_the_history_once(app, later, tmp_path, small_chu
     assert _count(Transaction) == before + len(later) == before + _count(Prediction)
     sources = db.session.scalars(select(Transaction.source).where(Transaction.id > last_id))
     assert set(sources) == {"file"}
+    assert counts.flush() == len(later)  # the daily counts, written by the background thread
     assert db.session.scalar(select(func.sum(DailyCount.count))) == len(later)
     scored = pd.read_csv(out).set_index("TRANSACTION_ID")
     assert len(scored) == len(later)

@@ -36,7 +36,8 @@ from ...telemetry import record_scored
 from ..serving import decision_threshold, serving_model
 from . import history
 from .changes import mark_days
-from .scoring import add_daily_counts, fetch_table
+from .counts import add_counts
+from .scoring import fetch_table
 
 CHUNK_ROWS = 100_000
 HISTOGRAM_BINS = 10
@@ -259,8 +260,8 @@ class _FileScorer:
 
     def finish(self) -> None:
         """Count the predictions and commit what was stored."""
-        add_daily_counts(+self.counts)
         db.session.commit()
+        add_counts(self.counts)
         record_scored(self.model.version, self.summary.flagged, self.summary.rows)
 
 

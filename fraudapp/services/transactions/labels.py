@@ -14,9 +14,10 @@ import secrets
 from sqlalchemy import case, delete, select, update
 
 from ...extensions import db
-from ...models import LABEL_PRIORITY, MAX_BIG_ID, ApiToken, Label, Prediction, Transaction
+from ...models import LABEL_PRIORITY, MAX_BIG_ID, Label, Prediction, Transaction
 from ...telemetry import record_label
 from .. import audit
+from ..tokens import TokenOwner
 from .changes import mark_transaction
 
 
@@ -55,7 +56,7 @@ def give_feedback(
     actor: str,
     correct: bool | None = None,
     label: str | None = None,
-    token: ApiToken | None = None,
+    token: TokenOwner | None = None,
 ) -> Label:
     """A user's answer: the prediction was correct or wrong, or the true label; commits.
 
@@ -72,7 +73,7 @@ def give_feedback(
     return result
 
 
-def _may_label(token: ApiToken | None, prediction: Prediction) -> bool:
+def _may_label(token: TokenOwner | None, prediction: Prediction) -> bool:
     return token is None or token.scope == "all" or prediction.api_token_id == token.id
 
 

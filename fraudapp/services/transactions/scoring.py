@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,10 +27,11 @@ from ...extensions import db
 from ...ml import features
 from ...ml.explain import explain_rows
 from ...ml.registry import LoadedModel
-from ...models import DailyCount, Prediction, Transaction, dialect_insert
+from ...models import Prediction, Transaction
 from ...telemetry import record_predictions
 from ..serving import decision_threshold, serving_model
 from .changes import mark_days
+from .counts import count_predictions
 from .labels import new_receipt
 
 
@@ -307,7 +307,7 @@ def _answer_all(
     for index, (tx, _) in enumerate(items):
         if results[index] is None:
             results[index] = _repeated(items, first_of[tx.external_id], index, results)
-    _count_predictions([result for result in results if not result.replayed])
+    count_predictions([result for result in results if not result.replayed])
     db.session.commit()
     return results
 
@@ -365,27 +365,6 @@ def _repeated(items, first: int, index: int, results) -> Scored:
 
 def _details(tx: TransactionIn) -> tuple:
     return (tx.tx_time, tx.customer_id, tx.terminal_id, tx.amount)
-
-
-def _count_predictions(results: list[Scored]) -> None:
-    add_daily_counts(Counter((r.model_version, r.is_fraud, r.id is not None) for r in results))
-
-
-def add_daily_counts(counts: Counter) -> None:
-    """Add today's anonymous counts of predictions, keyed by (model version, flagged, stored);
-    they outlive any deletion."""
-    day = dt.datetime.now(dt.UTC).date()
-    table = DailyCount.__table__
-    for (version, is_fraud, consented), n in counts.items():
-        statement = dialect_insert(table).values(
-            day=day, model_version=version, is_fraud=is_fraud, consented=consented, count=n
-        )
-        db.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["day", "model_version", "is_fraud", "consented"],
-                set_={"count": table.c.count + n},
-            )
-        )
 
 
 def _stored_answers(
