@@ -49,6 +49,7 @@ class Defaults(BaseModel):
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
     DATABASE_CONNECT_TIMEOUT: int = 3  # whole seconds a PostgreSQL connection attempt may take
     DATABASE_RETRY_AFTER_SECONDS: int = 5  # Retry-After of the 503 while the database is down
+    SQLITE_WRITE_GATE_SECONDS: float = 5.0  # a SQLite writer waits this long at the write gate
     SQLITE_CHECKPOINT_SECONDS: float = 1.0  # a web worker's thread checkpoints SQLite's WAL this
     # often, so no request waits for one; 0: the committing request does (SQLite's default)
     HEALTH_DATABASE_CHECK_SECONDS: float = 1.0  # /healthz checks the database at most this often

@@ -1,7 +1,10 @@
-"""SQLite's write-ahead log is checkpointed by a web worker's thread, never by its requests."""
+"""SQLite: writers queue at the write gate; the write-ahead log is checkpointed by a web worker's
+thread, never by its requests."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
 
@@ -74,3 +77,60 @@ def test_the_thread_checkpoints(sqlite_app, monkeypatch):
 def test_not_sqlite_or_switched_off_no_thread(sqlite_app):
     sqlite_app.config["SQLITE_CHECKPOINT_SECONDS"] = 0
     assert start_checkpointer(sqlite_app) is None and _autocheckpoint() == 1000
+
+
+def _gate_free(path: str) -> bool:
+    """Whether another descriptor could take the gate's lock now."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_a_write_holds_the_gate_until_its_transaction_ends(sqlite_app, tmp_path):
+    gate = str(tmp_path / "wal.db") + "-writers"
+    db.session.execute(text("SELECT count(*) FROM filler"))
+    assert _gate_free(gate)  # reading takes nothing
+    db.session.execute(text("INSERT INTO filler (body) VALUES (x'00')"))
+    assert not _gate_free(gate)
+    db.session.commit()
+    assert _gate_free(gate)
+    db.session.execute(text("DELETE FROM filler"))
+    assert not _gate_free(gate)
+    db.session.rollback()
+    assert _gate_free(gate)
+
+
+def test_writers_wait_at_the_gate_in_turn_and_give_up_after_its_time(tmp_path):
+    gate = database.WriteGate(str(tmp_path / "gate"), wait_seconds=30)
+    assert gate.acquire() and gate.acquire()  # a thread holds it once, however often it asks
+    order = []
+
+    def second() -> None:
+        order.append(("second", gate.acquire()))
+        gate.release()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(0.2)
+    assert thread.is_alive() and order == []  # waiting for the first
+    gate.release()
+    thread.join(0.2)
+    assert thread.is_alive()  # still held once
+    order.append(("first", "released"))
+    gate.release()
+    thread.join(5)
+    assert order == [("first", "released"), ("second", True)]
+
+    impatient = database.WriteGate(str(tmp_path / "gate"), wait_seconds=0.05)
+    assert gate.acquire()
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(impatient.acquire()))
+    thread.start()
+    thread.join(5)
+    assert outcome == [False]  # gave up: SQLite's own wait follows
+    gate.release()
