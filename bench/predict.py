@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     from fraudapp.ml.registry import LoadedModel
     from fraudapp.services import serving, tokens
     from fraudapp.services.training.train import latest_windows, train_and_publish
-    from fraudapp.services.transactions import scoring
+    from fraudapp.services.transactions import counts, scoring
 
     with app.app_context():
         reset_schema(db)
@@ -341,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
         in_requests={k: np.array(v).reshape(-1, 2) for k, v in probes.times.items()},
         throughput=(history_rows / import_seconds, import_seconds, batch_rows_s),
     )
+    with app.app_context():
+        counts.flush()  # the daily counts still pending, before the scratch database goes
     scratch.cleanup()
 
 
