@@ -9,7 +9,8 @@ apart.
 
 Window sums are computed in fixed point (exact int64 arithmetic), so a row's sums depend only on the
 rows inside its windows: the online path, which sees only those rows, gets the offline values bit
-for bit.
+for bit — except where the database hands it a summary of older rows for the 90-day window (their
+count and floating-point sum), which agrees to rounding.
 """
 
 from __future__ import annotations
@@ -359,9 +360,10 @@ def features_of_new(
     """Online: the feature matrix of new transactions, in sequence order.
 
     Each sees the stored rows — `customers`: (customer, time, amount) of its customer's rows within
-    `CUSTOMER_LOOKBACK_DAYS`; `terminals`: (terminal, time, known fraud) of its terminal's rows
-    within `TERMINAL_LOOKBACK_DAYS` — and the visible new rows before it. New rows must be in time
-    order for that to mean "before it in time". Extra older or unrelated stored rows do no harm.
+    `CUSTOMER_LOOKBACK_DAYS`, or summaries of some of them (weights); `terminals`: (terminal, time,
+    known fraud) of its terminal's rows within `TERMINAL_LOOKBACK_DAYS` — and the visible new rows
+    before it (`visible`: the stored ones, with consent). New rows must be in time order for that
+    to mean "before it in time". Extra older or unrelated stored rows do no harm.
     """
     time, amount = np.asarray(time, dtype=np.int64), np.asarray(amount, dtype=np.float64)
     visible = np.asarray(visible, dtype=np.int64)
