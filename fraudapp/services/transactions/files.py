@@ -42,11 +42,7 @@ from .scoring import fetch_table
 CHUNK_ROWS = 100_000
 HISTOGRAM_BINS = 10
 COLUMNS = (
-    "TRANSACTION_ID",
-    "TX_DATETIME",
-    "CUSTOMER_ID",
-    "TERMINAL_ID",
-    "TX_AMOUNT",
+    *history.REQUIRED,  # the input's columns, then the scores
     "score",
     "is_fraud",
     "threshold",
