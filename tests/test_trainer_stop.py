@@ -61,11 +61,15 @@ def _start_and_wait_running(env: dict, log, read) -> tuple:
     run = runs.request_run("cli", "cli")
     process = start([*FLASK, "trainer"], env, log)
     deadline = time.monotonic() + START_TIMEOUT
-    while read(run.id)[0] != "running":
-        assert read(run.id)[0] == "queued", log.read_text()
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the trainer did not claim the run"
-        time.sleep(0.05)
+    try:
+        while (status := read(run.id)[0]) != "running":  # one read: it may change meanwhile
+            assert status == "queued", log.read_text()
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the trainer did not claim the run"
+            time.sleep(0.05)
+    except BaseException:
+        stop(process)  # a trainer left behind would claim the runs of the tests after this one
+        raise
     return run, process
 
 
