@@ -33,6 +33,7 @@ def _split_commas(value: Any) -> Any:
 
 
 TextList = Annotated[list[str], BeforeValidator(_split_commas)]
+IntList = Annotated[list[int], BeforeValidator(_split_commas)]
 
 
 class Defaults(BaseModel):
@@ -91,9 +92,16 @@ class Defaults(BaseModel):
     RETRAIN_TRAIN_DAYS: int = 28  # a retraining run trains on this many labelled days ...
     RETRAIN_DELAY_DAYS: int = 7  # ... then skips the label delay ...
     RETRAIN_VALIDATION_DAYS: int = 7  # ... and compares candidate and champion on the latest days
+    # A run tries these training window lengths (days) with each of RETRAIN_PARAM_VARIANTS on
+    # the validation fold and keeps the best by AP; empty: train on RETRAIN_TRAIN_DAYS as is.
+    RETRAIN_WINDOW_CHOICES: IntList = [14, 28, 56]
+    RETRAIN_PARAM_VARIANTS: dict[str, dict[str, Any]] = {
+        "default": {},
+        "wider": {"num_leaves": 31, "min_child_samples": 100},
+    }
     RETRAIN_EVERY_DAYS: int | None = None  # e.g. 7 for a weekly scheduled run (off by default)
     RETRAIN_ON_ALERT: bool = False  # queue a run when `flask monitor` raises an alert
-    PROMOTE_AP_MARGIN: float = 0.01  # promote when candidate AP >= champion AP - margin ...
+    PROMOTE_AP_MARGIN: float = 0.0  # promote when candidate AP >= champion AP - margin ...
     PROMOTE_MIN_LABELS: int = 1000  # ... and the training window had at least this many labels
     TRAINING_PARAMS: dict[str, Any] = {}  # LightGBM parameters over ml.training.DEFAULT_PARAMS
     TRAINER_POLL_SECONDS: float = 5.0

@@ -12,6 +12,14 @@ description, not from its code):
   each day for the next 28 days, (3) three customers compromised each day for the next
   14 days, a third of whose transactions get five times the amount.
 
+The `new-pattern` scenario adds, from `drift_day` on, a fourth kind of fraud none of those
+teaches: card testing. Each day a share of the customers (NEW_PATTERN_CUSTOMER_SHARE) have their
+card stolen; for the next 7 days the thief makes a few extra transactions a day (Poisson, mean 3)
+with it, at night (00:00-05:00), of small amounts (1 to 5), at the customer's usual terminals. The
+features can express it (night, amount, the customer's number and mean amount of transactions of
+the day) but a model trained before the drift scores it low. Those rows are drawn from a random
+stream of their own, so the transactions before `drift_day` are exactly the Handbook scenario's.
+
 `simulate` returns the transactions as a DataFrame with the columns of the Handbook's CSV
 files; `run_simulation` also returns the profiles and the compromise draws behind them.
 Everything is vectorised with numpy; only the daily compromise draws loop over days.
@@ -37,6 +45,14 @@ TERMINAL_COMPROMISE_DAYS = 28
 CUSTOMERS_PER_DAY = 3
 CUSTOMER_COMPROMISE_DAYS = 14
 COMPROMISED_AMOUNT_FACTOR = 5.0
+
+SCENARIOS = ("handbook", "new-pattern")
+NEW_PATTERN_CUSTOMER_SHARE = 0.002  # of the customers, compromised each day from the drift day
+NEW_PATTERN_DAYS = 7
+NEW_PATTERN_TX_PER_DAY = 3.0
+NEW_PATTERN_HOURS = (0, 5)
+NEW_PATTERN_AMOUNTS = (1.0, 5.0)
+NEW_PATTERN_CODE = 4
 
 COLUMNS = (
     "TRANSACTION_ID",
@@ -110,12 +126,17 @@ def simulate(
     start_date: str = "2018-04-01",
     n_days: int = 60,
     random_state: int = 0,
+    scenario: str = "handbook",
+    drift_day: int | None = None,
 ) -> pd.DataFrame:
     """Synthetic labelled transactions in the Handbook's CSV layout, sorted by time.
 
-    Deterministic for a given `random_state`. See the module docstring for the process.
+    Deterministic for a given `random_state`. See the module docstring for the process and the
+    scenarios (`new-pattern` starts on day `drift_day`, default half-way).
     """
-    return run_simulation(n_customers, n_terminals, start_date, n_days, random_state).transactions
+    return run_simulation(
+        n_customers, n_terminals, start_date, n_days, random_state, scenario, drift_day
+    ).transactions
 
 
 def run_simulation(
@@ -124,17 +145,26 @@ def run_simulation(
     start_date: str = "2018-04-01",
     n_days: int = 60,
     random_state: int = 0,
+    scenario: str = "handbook",
+    drift_day: int | None = None,
 ) -> Simulation:
     """Like `simulate`, but also returns the profiles and compromise draws (for inspection)."""
     _check_arguments(n_customers, n_terminals, n_days)
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
     start = _start_timestamp(start_date)
     rng = np.random.default_rng(random_state)
     profiles = make_profiles(n_customers, n_terminals, rng)
     tx = _sort_by_time(_draw_transactions(profiles, n_days, rng))
     terminals = draw_compromised(n_terminals, TERMINALS_PER_DAY, n_days, rng)
     customers = draw_compromised(n_customers, CUSTOMERS_PER_DAY, n_days, rng)
-    fraud, scenario = _label_frauds(tx, terminals, customers, n_terminals, n_customers, n_days, rng)
-    frame = _to_frame(tx, fraud, scenario, start)
+    fraud, code = _label_frauds(tx, terminals, customers, n_terminals, n_customers, n_days, rng)
+    tx["fraud"], tx["scenario"] = fraud, code
+    if scenario == "new-pattern":
+        first = n_days // 2 if drift_day is None else drift_day
+        extra = new_pattern_transactions(profiles, first, n_days, random_state)
+        tx = _sort_by_time({name: np.concatenate([tx[name], extra[name]]) for name in tx})
+    frame = _to_frame(tx, tx["fraud"], tx["scenario"], start)
     return Simulation(profiles, terminals, customers, frame)
 
 
@@ -319,6 +349,36 @@ def _rows_in_window(rows: np.ndarray, day: np.ndarray, first_day: int) -> np.nda
     """The rows (in time order) whose day falls in [first_day, first_day + 14)."""
     lo, hi = np.searchsorted(day[rows], [first_day, first_day + CUSTOMER_COMPROMISE_DAYS])
     return rows[lo:hi]
+
+
+def new_pattern_transactions(
+    profiles: Profiles, first_day: int, n_days: int, random_state: int
+) -> dict[str, np.ndarray]:
+    """The card-testing frauds of the new-pattern scenario, from `first_day` (see the module
+    docstring), from a random stream seeded by `random_state` and separate from the others."""
+    rng = np.random.default_rng([random_state, NEW_PATTERN_CODE])
+    per_day = max(1, round(NEW_PATTERN_CUSTOMER_SHARE * profiles.n_customers))
+    able = np.flatnonzero(profiles.n_available > 0)
+    customer, day = [], []
+    for stolen_on in range(max(first_day, 0), n_days):
+        for c in rng.choice(able, size=min(per_day, len(able)), replace=False):
+            days = np.arange(stolen_on, min(stolen_on + NEW_PATTERN_DAYS, n_days))
+            counts = rng.poisson(NEW_PATTERN_TX_PER_DAY, size=len(days))
+            customer.append(np.full(counts.sum(), c))
+            day.append(np.repeat(days, counts))
+    customer = np.concatenate(customer or [[]]).astype(np.int64)
+    day = np.concatenate(day or [[]]).astype(np.int64)
+    lo, hi = (hours * 3600 for hours in NEW_PATTERN_HOURS)
+    amount = np.round(rng.uniform(*NEW_PATTERN_AMOUNTS, size=len(customer)), 2)
+    return {
+        "customer": customer,
+        "terminal": _draw_terminals(profiles, customer, rng),
+        "day": day,
+        "seconds": day * SECONDS_PER_DAY + rng.integers(lo, hi, size=len(customer)),
+        "amount": amount,
+        "fraud": np.ones(len(customer), dtype=np.int64),
+        "scenario": np.full(len(customer), NEW_PATTERN_CODE, dtype=np.int64),
+    }
 
 
 # --- output --------------------------------------------------------------------------------

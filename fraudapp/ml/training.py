@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
+from sklearn.metrics import average_precision_score
 
 from . import features
 from .data import History, epoch_day
@@ -32,6 +33,11 @@ DEFAULT_PARAMS = {
     "lambda_l2": 1.0,
     "num_boost_round": 400,
     "verbosity": -1,
+}
+# The parameter variants a retraining run tries beside the defaults (`choose`), by name.
+PARAM_VARIANTS = {
+    "default": {},
+    "wider": {"num_leaves": 31, "min_child_samples": 100},
 }
 # LightGBM's own defaults (100 rounds), for baselines: pass as `base_params`.
 LIGHTGBM_DEFAULTS = {"objective": "binary", "num_boost_round": 100, "verbosity": -1}
@@ -56,6 +62,15 @@ class Windows:
         return Windows(
             self.train_start - dt.timedelta(days=days),
             self.train_days,
+            self.delay_days,
+            self.test_days,
+        )
+
+    def with_train_days(self, days: int) -> Windows:
+        """The same training end, delay and test days, with `days` training days."""
+        return Windows(
+            self.train_start + dt.timedelta(days=self.train_days - days),
+            days,
             self.delay_days,
             self.test_days,
         )
@@ -149,18 +164,21 @@ def run_protocol(
     *,
     base_params: dict = DEFAULT_PARAMS,
     feature_names: tuple[str, ...] = features.FEATURES,
+    threshold: float | None = None,
 ) -> TrainingResult:
     """Train on the windows, pick the threshold on the validation fold, evaluate on the test window.
 
-    `feature_names` (a subset of `features.FEATURES`) and `base_params` are as in `fit`.
+    `feature_names` (a subset of `features.FEATURES`) and `base_params` are as in `fit`; a given
+    `threshold` (one already chosen on the validation fold, as `choose` does) is used as is.
     """
     columns = [features.FEATURES.index(name) for name in feature_names]
     x = history.features()[:, columns]
     y = (history.label == 1).astype(int)
     model = {"base_params": base_params, "feature_names": feature_names}
-    threshold = _validation_threshold(
-        history, x, y, windows.shifted(windows.test_days), params, random_state, model
-    )
+    if threshold is None:
+        threshold = _validation_threshold(
+            history, x, y, windows.shifted(windows.test_days), params, random_state, model
+        )
     train, test = split(history, windows)
     _require_rows(train, y, "training")
     booster = fit(x[train], y[train], params, random_state, **model)
@@ -189,6 +207,87 @@ def _validation_threshold(history, x, y, windows, params, random_state, model) -
         return 0.5
     booster = fit(x[train], y[train], params, random_state, **model)
     return best_f1_threshold(predict(booster, x[valid]), y[valid])
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training window and parameter variant tried on the validation fold, and its AP there."""
+
+    train_days: int
+    variant: str
+    validation_ap: float | None
+
+    def as_dict(self) -> dict:
+        """The trial as JSON-able facts."""
+        return {
+            "train_days": self.train_days,
+            "variant": self.variant,
+            "validation_ap": self.validation_ap,
+        }
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The training window and parameters `choose` kept, the threshold they gave on the
+    validation fold, and every trial."""
+
+    windows: Windows
+    variant: str
+    params: dict
+    threshold: float
+    trials: list[Trial]
+
+    def as_dict(self) -> dict:
+        """The choice as JSON-able facts (what a run records)."""
+        return {
+            "train_days": self.windows.train_days,
+            "variant": self.variant,
+            "params": self.params,
+            "trials": [trial.as_dict() for trial in self.trials],
+        }
+
+
+def choose(
+    history: History,
+    windows: Windows,
+    train_days: tuple[int, ...],
+    variants: dict[str, dict],
+    params: dict | None = None,
+    random_state: int = 0,
+) -> Choice:
+    """The training window length and parameter variant with the best AP on the validation fold.
+
+    The validation fold is the protocol's: `windows` shifted back by their test days. Each trial
+    trains on `days` ending where that fold's training ends, with `params` then the variant over
+    the defaults, and is scored on the same validation rows (those of `windows`' own length); the
+    first best wins ties. The kept trial's F1-optimal threshold comes with it.
+    """
+    fold = windows.shifted(windows.test_days)
+    x, y = history.features(), (history.label == 1).astype(int)
+    _, valid = split(history, fold)
+    trials, best = [], None
+    for days in train_days:
+        train, _ = split(history, fold.with_train_days(days))
+        for name, variant in variants.items():
+            merged = {**(params or {}), **variant}
+            scores = _trial_scores(x, y, train, valid, merged, random_state)
+            ap = None if scores is None else float(average_precision_score(y[valid], scores))
+            trials.append(Trial(days, name, ap))
+            if ap is not None and (best is None or ap > best[0]):
+                best = (ap, days, name, merged, best_f1_threshold(scores, y[valid]))
+    if best is None:
+        raise ValueError("no training window of the choices has labelled rows of both classes")
+    _, days, name, merged, threshold = best
+    return Choice(windows.with_train_days(days), name, merged, threshold, trials)
+
+
+def _trial_scores(x, y, train, valid, params, random_state) -> np.ndarray | None:
+    """Validation scores of a model trained on the rows `train`; None when it cannot be judged."""
+    if len(valid) == 0 or y[valid].sum() == 0 or len(train) == 0:
+        return None
+    if y[train].sum() in (0, len(train)):
+        return None
+    return predict(fit(x[train], y[train], params, random_state), x[valid])
 
 
 def _require_rows(rows: np.ndarray, y: np.ndarray, what: str) -> None:

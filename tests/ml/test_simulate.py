@@ -208,3 +208,46 @@ def test_handbook_size_fraud_rate_near_0_8_percent():
     assert 0.006 < tx["TX_FRAUD"].mean() < 0.011
     shares = tx.loc[tx["TX_FRAUD"] == 1, "TX_FRAUD_SCENARIO"].value_counts(normalize=True)
     assert shares[2] > shares[3] > shares[1] > 0
+
+
+@pytest.fixture(scope="module")
+def drifted():
+    return simulate(500, 1000, n_days=40, random_state=7, scenario="new-pattern", drift_day=20)
+
+
+def test_the_new_pattern_starts_on_the_drift_day_and_leaves_the_days_before_unchanged(drifted):
+    plain = simulate(500, 1000, n_days=40, random_state=7)
+    new = drifted[drifted["TX_FRAUD_SCENARIO"] == 4]
+    assert new["TX_TIME_DAYS"].min() == 20 and set(new["TX_TIME_DAYS"]) == set(range(20, 40))
+    before = drifted[drifted["TX_TIME_DAYS"] < 20].reset_index(drop=True)
+    assert before.equals(plain[plain["TX_TIME_DAYS"] < 20].reset_index(drop=True))
+    after = drifted[drifted["TX_TIME_DAYS"] >= 20]
+    plain_after = plain[plain["TX_TIME_DAYS"] >= 20]
+    assert len(after) - len(plain_after) == len(new)
+    # one customer a day, for 7 days, about 3 frauds a day each: about 20 a day once in full swing
+    per_day = new.groupby("TX_TIME_DAYS").size()
+    assert 12 < per_day.loc[27:].mean() < 30
+    assert after["TX_FRAUD"].mean() > plain_after["TX_FRAUD"].mean() + 0.015
+
+
+def test_new_pattern_frauds_are_small_night_amounts_at_the_customers_terminals(sim, drifted):
+    new = drifted[drifted["TX_FRAUD_SCENARIO"] == 4]
+    hour = (new["TX_TIME_SECONDS"] % SECONDS_PER_DAY) // 3600
+    assert hour.between(0, 4).all() and new["TX_AMOUNT"].between(1, 5).all()
+    assert (new["TX_FRAUD"] == 1).all()
+    assert drifted["TRANSACTION_ID"].tolist() == list(range(len(drifted)))
+    assert drifted["TX_DATETIME"].is_monotonic_increasing
+    profiles = run_simulation(500, 1000, n_days=1, random_state=7).profiles  # same draw order
+    for customer, terminal in new[["CUSTOMER_ID", "TERMINAL_ID"]].head(50).itertuples(index=False):
+        assert terminal in profiles.available_terminals(customer)
+
+
+def test_the_new_pattern_is_deterministic_and_checked():
+    a = simulate(200, 400, n_days=20, random_state=1, scenario="new-pattern", drift_day=10)
+    b = simulate(200, 400, n_days=20, random_state=1, scenario="new-pattern", drift_day=10)
+    c = simulate(200, 400, n_days=20, random_state=2, scenario="new-pattern", drift_day=10)
+    assert a.equals(b) and not a.equals(c)
+    default = simulate(200, 400, n_days=20, random_state=1, scenario="new-pattern")
+    assert default.loc[default["TX_FRAUD_SCENARIO"] == 4, "TX_TIME_DAYS"].min() == 10
+    with pytest.raises(ValueError, match="scenario must be one of"):
+        simulate(10, 10, n_days=2, scenario="surprise")

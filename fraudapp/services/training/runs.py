@@ -29,7 +29,7 @@ from .. import audit
 from ..distribution import releases
 from ..serving import registry
 from ..transactions.history import load_history
-from .train import latest_windows, publish, train
+from .train import choose_and_train, latest_windows, publish
 
 ACTIVE = ("queued", "running")
 
@@ -292,14 +292,15 @@ def _execute(run: TrainingRun) -> None:
         config["RETRAIN_DELAY_DAYS"],
         config["RETRAIN_VALIDATION_DAYS"],
     )
-    train_rows, valid_rows = split(history, windows)
-    run.windows, run.train_rows = windows.as_dict(), len(train_rows)
-    run.labels = _label_counts(history, train_rows)
+    _record_windows(run, history, windows)
     try:
-        _step(run, f"training on {len(train_rows):,} labelled transactions")
-        result = train(history, windows)
+        _step(run, _training_progress(run, config))
+        result, choice = choose_and_train(history, windows)
+        _record_windows(run, history, result.windows)
+        run.params = choice.as_dict() if choice else None
         _step(run, "evaluating the candidate and the champion")
         run.candidate_metrics = finite(result.metrics)
+        _, valid_rows = split(history, result.windows)
         run.champion_version, champion = _champion_metrics(history, valid_rows)
         run.champion_metrics = finite(champion)
         _step(run, "publishing")
@@ -314,6 +315,22 @@ def _execute(run: TrainingRun) -> None:
     run.promotion = _apply_policy(run)
     run.status, run.progress, run.finished_at = "succeeded", "done", utcnow()
     db.session.commit()
+
+
+def _record_windows(run: TrainingRun, history, windows) -> None:
+    """The run's windows, training rows and label counts."""
+    train_rows, _ = split(history, windows)
+    run.windows, run.train_rows = windows.as_dict(), len(train_rows)
+    run.labels = _label_counts(history, train_rows)
+
+
+def _training_progress(run: TrainingRun, config) -> str:
+    """What the run says while it trains."""
+    days = tuple(config["RETRAIN_WINDOW_CHOICES"])
+    if not days:
+        return f"training on {run.train_rows:,} labelled transactions"
+    trials = len(days) * len(config["RETRAIN_PARAM_VARIANTS"] or {"default": {}})
+    return f"choosing among {trials} training windows and parameters, then training"
 
 
 def _label_counts(history, rows: np.ndarray) -> dict:

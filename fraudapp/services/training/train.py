@@ -10,7 +10,7 @@ from flask import current_app
 from ...extensions import db
 from ...ml import features
 from ...ml.data import day_date, epoch_day
-from ...ml.training import TrainingResult, Windows, run_protocol
+from ...ml.training import Choice, TrainingResult, Windows, choose, run_protocol
 from ..distribution import catalog, releases
 from ..serving import registry
 from ..transactions.history import load_history
@@ -34,6 +34,29 @@ def train(history, windows: Windows, params: dict | None = None) -> TrainingResu
     return run_protocol(
         history, windows, {**current_app.config["TRAINING_PARAMS"], **(params or {})}
     )
+
+
+def choose_and_train(history, windows: Windows) -> tuple[TrainingResult, Choice | None]:
+    """Train on the training window and parameters that do best on the validation fold, among
+    RETRAIN_WINDOW_CHOICES (days) and RETRAIN_PARAM_VARIANTS; with no choices, plain `train`.
+
+    The result is evaluated on the test window of `windows` (its training days aside); the choice,
+    with every trial's validation AP, comes beside it.
+    """
+    config = current_app.config
+    days = tuple(config["RETRAIN_WINDOW_CHOICES"])
+    if not days:
+        return train(history, windows), None
+    choice = choose(
+        history,
+        windows,
+        days,
+        config["RETRAIN_PARAM_VARIANTS"] or {"default": {}},
+        config["TRAINING_PARAMS"],
+        random_state=0,
+    )
+    result = run_protocol(history, choice.windows, choice.params, threshold=choice.threshold)
+    return result, choice
 
 
 def publish(result: TrainingResult, history) -> str:
