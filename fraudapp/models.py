@@ -109,7 +109,7 @@ class Transaction(db.Model):
 
 
 class Label(db.Model):
-    """One label given to a transaction: fraud or genuine, by whom (source), when."""
+    """One label given to a transaction: fraud or genuine, by whom (source), when it was known."""
 
     __tablename__ = "labels"
 
@@ -121,8 +121,16 @@ class Label(db.Model):
     source: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # When the label became known: features at a time t use only labels known by t. Imported labels
+    # are known at the Handbook's delay after their transaction; others when given (or the `at` a
+    # replay passes).
+    known_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     transaction: Mapped[Transaction] = relationship(back_populates="labels")
+
+    __table_args__ = (  # the labels known at a time, per transaction, without reading the rows
+        Index("ix_labels_transaction_known", "transaction_id", "known_at", "source", "fraud"),
+    )
 
     def __repr__(self) -> str:
         return f"<Label tx={self.transaction_id} fraud={self.fraud} source={self.source}>"

@@ -1,5 +1,6 @@
 """Migrations build the schema the models describe, on SQLite and on PostgreSQL."""
 
+import datetime as dt
 import uuid
 import warnings
 
@@ -7,11 +8,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from fraudapp import create_app
 from fraudapp.extensions import db
+from fraudapp.models import Label
 
 
 @pytest.fixture
@@ -84,5 +86,40 @@ def test_the_one_active_run_index_keeps_the_oldest_of_runs_queued_side_by_side(
             (4, "failed"),
         ]
         assert "simultaneous requests" in rows[2].error
+        downgrade(revision="base")
+        db.engine.dispose()
+
+
+def test_label_known_at_is_filled_for_existing_labels(fresh_database_url, tmp_path):
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": fresh_database_url, "MODEL_DIR": str(tmp_path / "models")}
+    )
+    with app.app_context():
+        upgrade(revision="d7a3c9e1f2b4")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO transactions (tx_time, customer_id, terminal_id, amount, fraud,"
+                    " label_source, source, created_at)"
+                    " VALUES (1522541000, 1, 2, 3.0, true, 'import', 'import', :now)"
+                ),
+                {"now": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)},
+            )
+            for source in ("import", "feedback"):
+                connection.execute(
+                    text(
+                        "INSERT INTO labels (transaction_id, fraud, source, created_at)"
+                        " VALUES (1, true, :source, :now)"
+                    ),
+                    {"source": source, "now": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)},
+                )
+        upgrade()
+        known = [label.known_at for label in db.session.scalars(select(Label).order_by(Label.id))]
+        # the import: its transaction's time plus 7 days; the feedback: when it was given
+        assert known == [
+            dt.datetime(2018, 4, 8, 0, 3, 20, tzinfo=dt.UTC),
+            dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        ]
+        db.session.remove()
         downgrade(revision="base")
         db.engine.dispose()

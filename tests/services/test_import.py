@@ -34,6 +34,8 @@ def test_import_adds_transactions_and_imported_labels(app, tmp_path):
     assert fraud.fraud is True and fraud.customer_id == 4961 and fraud.amount == 81.51
     assert fraud.tx_datetime.isoformat() == "2018-04-01T00:02:10"
     assert [label.source for label in fraud.labels] == ["import"]
+    # an imported label is known at the Handbook's delay after its transaction
+    assert fraud.labels[0].known_at == dt.datetime(2018, 4, 8, 0, 2, 10, tzinfo=dt.UTC)
 
 
 def test_reimport_adds_nothing_twice(app, tmp_path):

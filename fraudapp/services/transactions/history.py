@@ -18,6 +18,7 @@ from sqlalchemy import DateTime, bindparam, select, text
 
 from ...extensions import db
 from ...ml.data import History, to_unix_seconds
+from ...ml.features import DAY, TERMINAL_DELAY_DAYS
 from ...models import Transaction, utcnow
 from . import limits
 from .limits import AMOUNT_MESSAGE, CONTROL, EARLIEST, MAX_AMOUNT, MAX_ID, MAX_TRANSACTION_ID
@@ -25,6 +26,7 @@ from .limits import AMOUNT_MESSAGE, CONTROL, EARLIEST, MAX_AMOUNT, MAX_ID, MAX_T
 REQUIRED = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT")
 OPTIONAL = ("TX_FRAUD",)
 CHUNK = 50_000
+IMPORT_DELAY_SECONDS = TERMINAL_DELAY_DAYS * DAY  # imported labels: known at the Handbook's delay
 
 
 class ImportRefused(Exception):
@@ -220,13 +222,24 @@ def _merge(connection, source_name: str) -> int:
 
 
 def _insert_labels(connection, before: int) -> int:
-    statement = text(
-        "INSERT INTO labels (transaction_id, fraud, source, created_at) "
-        "SELECT t.id, t.fraud, 'import', :now FROM transactions t "
+    """The imported labels, known at the Handbook's delay after their transaction."""
+    known_at = imported_known_at(connection.dialect.name, "t.tx_time")
+    statement = text(  # known_at is constant SQL, no input in it
+        "INSERT INTO labels (transaction_id, fraud, source, created_at, known_at) "  # noqa: S608
+        f"SELECT t.id, t.fraud, 'import', :now, {known_at} FROM transactions t "
         "JOIN import_staging s ON s.external_id = t.external_id "
         "WHERE t.id > :before AND t.fraud IS NOT NULL"
     ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
     return connection.execute(statement, {"before": before, "now": utcnow()}).rowcount
+
+
+def imported_known_at(dialect: str, tx_time: str) -> str:
+    """SQL for when an imported label is known: its transaction's time (the Unix-seconds column
+    `tx_time`) plus the Handbook's delay, as the dialect stores a UTC datetime."""
+    seconds = f"({tx_time} + {IMPORT_DELAY_SECONDS})"
+    if dialect == "postgresql":
+        return f"to_timestamp({seconds})"
+    return f"(datetime({seconds}, 'unixepoch') || '.000000')"  # SQLAlchemy's SQLite format
 
 
 def load_history() -> History:

@@ -8,13 +8,14 @@ ranking.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 
 from sqlalchemy import case, delete, select, update
 
 from ...extensions import db
-from ...models import LABEL_PRIORITY, MAX_BIG_ID, Label, Prediction, Transaction
+from ...models import LABEL_PRIORITY, MAX_BIG_ID, Label, Prediction, Transaction, utcnow
 from ...telemetry import record_label
 from .. import audit
 from ..tokens import TokenOwner
@@ -29,11 +30,15 @@ def _priority(column):
     return case(LABEL_PRIORITY, value=column, else_=-1)
 
 
-def add_label(transaction_id: int, fraud: bool, source: str, actor: str) -> Label:
+def add_label(
+    transaction_id: int, fraud: bool, source: str, actor: str, at: dt.datetime | None = None
+) -> Label:
     """Record a label and make it the label known now unless a higher-ranked source has spoken.
 
-    The conditional UPDATE comes first: it locks the transaction's row, so concurrent labels of
-    one transaction are numbered in the order their updates apply and the latest label wins.
+    `at` is when the label became known (None: now; a replay passes its simulated time): features
+    at a time use only the labels known by then. The conditional UPDATE comes first: it locks the
+    transaction's row, so concurrent labels of one transaction are numbered in the order their
+    updates apply and the latest label wins.
     """
     db.session.execute(
         update(Transaction)
@@ -43,7 +48,13 @@ def add_label(transaction_id: int, fraud: bool, source: str, actor: str) -> Labe
         )
         .values(fraud=fraud, label_source=source)
     )
-    label = Label(transaction_id=transaction_id, fraud=fraud, source=source, actor=actor)
+    label = Label(
+        transaction_id=transaction_id,
+        fraud=fraud,
+        source=source,
+        actor=actor,
+        known_at=at or utcnow(),
+    )
     db.session.add(label)
     db.session.flush()
     mark_transaction(transaction_id)
@@ -57,9 +68,11 @@ def give_feedback(
     correct: bool | None = None,
     label: str | None = None,
     token: TokenOwner | None = None,
+    at: dt.datetime | None = None,
 ) -> Label:
     """A user's answer: the prediction was correct or wrong, or the true label; commits.
 
+    `at`: when the answer became known (None: now), as in `add_label`.
     Through the API (`token`), only on the token's own predictions unless its scope is "all":
     another's is NotFound, as an unknown id is, so ids cannot be probed.
     """
@@ -68,7 +81,7 @@ def give_feedback(
     if prediction is None or not _may_label(token, prediction):
         raise NotFound(prediction_id)
     fraud = (label == "fraud") if label is not None else (prediction.is_fraud == correct)
-    result = add_label(prediction.transaction_id, fraud, "feedback", actor)
+    result = add_label(prediction.transaction_id, fraud, "feedback", actor, at=at)
     db.session.commit()
     return result
 
@@ -77,13 +90,17 @@ def _may_label(token: TokenOwner | None, prediction: Prediction) -> bool:
     return token is None or token.scope == "all" or prediction.api_token_id == token.id
 
 
-def label_by_analyst(prediction_ids: list[int], fraud: bool, analyst: str) -> int:
-    """An analyst labels one or more predictions; returns how many; audited; commits."""
+def label_by_analyst(
+    prediction_ids: list[int], fraud: bool, analyst: str, at: dt.datetime | None = None
+) -> int:
+    """An analyst labels one or more predictions; returns how many; audited; commits.
+
+    `at`: when the labels became known (None: now), as in `add_label`."""
     found = db.session.execute(
         select(Prediction.id, Prediction.transaction_id).where(Prediction.id.in_(prediction_ids))
     ).all()
     for _, transaction_id in found:
-        add_label(transaction_id, fraud, "analyst", analyst)
+        add_label(transaction_id, fraud, "analyst", analyst, at=at)
     if found:
         audit.record(
             "label.analyst",
