@@ -24,9 +24,59 @@ from tests.conftest import login
 def small(app, monkeypatch):
     """A quick retraining set-up on the small simulated history (one LightGBM thread: on a busy
     machine, training on every core is several times slower)."""
-    app.config.update(RETRAIN_TRAIN_DAYS=7, PROMOTE_MIN_LABELS=10, TRAINER_NICE=0)
+    app.config.update(
+        RETRAIN_TRAIN_DAYS=7, RETRAIN_WINDOW_CHOICES=[], PROMOTE_MIN_LABELS=10, TRAINER_NICE=0
+    )
     monkeypatch.setenv("FRAUDAPP_TRAINING_THREADS", "1")
     return app
+
+
+def test_a_run_chooses_its_training_window_and_parameters_and_shows_them(
+    small, stored_history, client, users
+):
+    small.config.update(
+        RETRAIN_WINDOW_CHOICES=[5, 10],
+        RETRAIN_PARAM_VARIANTS={"default": {}, "tiny": {"num_leaves": 2}},
+        TRAINING_PARAMS={"num_boost_round": 40},
+    )
+    runs.request_run("admin", "admin")
+    run = runs.execute(runs.claim("test:1"))
+    assert run.status == "succeeded", run.error
+    trials = run.params["trials"]
+    assert [(t["train_days"], t["variant"]) for t in trials] == [
+        (5, "default"),
+        (5, "tiny"),
+        (10, "default"),
+        (10, "tiny"),
+    ]
+    best = max(trials, key=lambda t: t["validation_ap"])
+    assert (run.params["train_days"], run.params["variant"]) == (
+        best["train_days"],
+        best["variant"],
+    )
+    # the run's (and the version's) training window has the kept length, on the usual test window
+    start = dt.date.fromisoformat(run.windows["train_start"])
+    assert (dt.date.fromisoformat(run.windows["train_end"]) - start).days + 1 == best["train_days"]
+    assert registry().meta(run.version)["windows"] == run.windows
+    assert run.labels["labelled"] == run.train_rows
+    # the champion is scored on the candidate's test rows, at its own threshold
+    history = load_history()
+    _, rows = split(history, Windows(start, best["train_days"], 7, 7))
+    champion = registry().load("v1")
+    expected = evaluate(
+        predict(champion.booster, history.features()[rows]),
+        (history.label[rows] == 1).astype(int),
+        history.day[rows],
+        history.customer[rows],
+        champion.threshold,
+    )
+    assert run.champion_metrics == pytest.approx(expected)
+
+    login(client, "admin")
+    page = client.get(f"/admin/runs/{run.id}").text
+    table = page[page.index('id="run-trials"') :]
+    assert "kept" in table and f"{best['validation_ap']:.4f}" in table
+    assert table.count("<tr") == 5
 
 
 def _copy_of_v1() -> str:
@@ -297,9 +347,9 @@ def test_a_run_failed_meanwhile_publishes_nothing(small, stored_history, monkeyp
                 .where(TrainingRun.id == run.id)
                 .values(status="failed", error="the trainer stopped sending heartbeats")
             )
-        return None  # never used: the run stops at its next step
+        return None, None  # never used: the run stops at its next step
 
-    monkeypatch.setattr(runs, "train", train_while_taken_for_dead)
+    monkeypatch.setattr(runs, "choose_and_train", train_while_taken_for_dead)
     run = runs.execute(run)
     assert run.status == "failed" and run.error == "the trainer stopped sending heartbeats"
     assert run.version is None
@@ -358,9 +408,9 @@ def test_a_cancel_requested_while_training_ends_cancelled_and_publishes_nothing(
             connection.execute(
                 update(TrainingRun).where(TrainingRun.id == run.id).values(cancel_requested=True)
             )
-        return None  # never used: the run stops at its next step
+        return None, None  # never used: the run stops at its next step
 
-    monkeypatch.setattr(runs, "train", train_while_an_admin_cancels)
+    monkeypatch.setattr(runs, "choose_and_train", train_while_an_admin_cancels)
     run = runs.execute(run)
     assert run.status == "cancelled" and run.progress == "cancelled", run.error
     assert run.version is None and run.finished_at is not None

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from fraudapp.ml.data import History, read_history
-from fraudapp.ml.training import Windows, run_protocol, split
+from sklearn.metrics import average_precision_score
+
+from fraudapp.ml.metrics import best_f1_threshold
+from fraudapp.ml.training import Windows, choose, fit, predict, run_protocol, split
 from tests.conftest import HANDBOOK_RAW, handbook_file
 
 
@@ -55,3 +58,46 @@ def test_training_without_frauds_is_refused(simulated_frame):
     history.label = np.zeros_like(history.label)
     with pytest.raises(ValueError, match="both classes"):
         run_protocol(history, Windows(dt.date(2018, 4, 20)))
+
+
+QUICK = {"num_boost_round": 40}  # few rounds: the choice's logic, not LightGBM's quality
+
+
+def test_choose_keeps_the_window_and_variant_with_the_best_validation_ap(simulated_frame):
+    history = _history(simulated_frame)
+    windows = Windows(dt.date(2018, 4, 22), 7, 7, 7)
+    variants = {"default": {}, "tiny": {"num_leaves": 2, "learning_rate": 0.01}}
+    choice = choose(history, windows, (3, 7, 14), variants, QUICK, random_state=0)
+
+    assert [(t.train_days, t.variant) for t in choice.trials] == [
+        (d, v) for d in (3, 7, 14) for v in ("default", "tiny")
+    ]
+    best = max(choice.trials, key=lambda t: t.validation_ap)
+    assert (choice.windows.train_days, choice.variant) == (best.train_days, best.variant)
+    assert choice.params == {**QUICK, **variants[best.variant]}
+    # the kept windows end where the given ones do: the same test window
+    assert choice.windows.as_dict()["test_start"] == windows.as_dict()["test_start"]
+    assert choice.windows.as_dict()["train_end"] == windows.as_dict()["train_end"]
+    # each trial's AP is a model trained on its days before the validation fold, scored on that
+    # fold's rows (those of the given windows' length); the threshold is the kept one's best F1
+    x, y = history.features(), (history.label == 1).astype(int)
+    fold = windows.shifted(7)
+    _, valid = split(history, fold)
+    train, _ = split(history, fold.with_train_days(best.train_days))
+    scores = predict(fit(x[train], y[train], choice.params, 0), x[valid])
+    assert best.validation_ap == pytest.approx(average_precision_score(y[valid], scores))
+    assert choice.threshold == pytest.approx(best_f1_threshold(scores, y[valid]))
+    again = choose(history, windows, (3, 7, 14), variants, QUICK, random_state=0)
+    assert again.trials == choice.trials
+    assert choice.as_dict()["trials"][0] == {
+        "train_days": 3,
+        "variant": "default",
+        "validation_ap": choice.trials[0].validation_ap,
+    }
+
+
+def test_choose_needs_a_window_it_can_judge(simulated_frame):
+    history = _history(simulated_frame)
+    history.label = np.zeros_like(history.label)
+    with pytest.raises(ValueError, match="no training window"):
+        choose(history, Windows(dt.date(2018, 4, 22)), (7,), {"default": {}}, QUICK)

@@ -296,9 +296,9 @@ def _execute(run: TrainingRun) -> None:
     try:
         _step(run, _training_progress(run, config))
         result, choice = choose_and_train(history, windows)
+        _step(run, "evaluating the candidate and the champion")
         _record_windows(run, history, result.windows)
         run.params = choice.as_dict() if choice else None
-        _step(run, "evaluating the candidate and the champion")
         run.candidate_metrics = finite(result.metrics)
         _, valid_rows = split(history, result.windows)
         run.champion_version, champion = _champion_metrics(history, valid_rows)
