@@ -99,6 +99,7 @@ class Defaults(BaseModel):
         "default": {},
         "wider": {"num_leaves": 31, "min_child_samples": 100},
     }
+    RETRAIN_TRIAL_SPEEDUP: int = Field(default=4, ge=1)  # the trials learn this much faster
     RETRAIN_EVERY_DAYS: int | None = None  # e.g. 7 for a weekly scheduled run (off by default)
     RETRAIN_ON_ALERT: bool = False  # queue a run when `flask monitor` raises an alert
     PROMOTE_AP_MARGIN: float = 0.0  # promote when candidate AP >= champion AP - margin ...

@@ -1,4 +1,5 @@
-"""bench/replay.py end to end on a short simulated stretch: scoring, feedback, weekly retraining."""
+"""bench/replay.py end to end on short simulated stretches: scoring, feedback, weekly retraining,
+and the recovery from a new fraud pattern."""
 
 import subprocess
 import sys
@@ -9,22 +10,58 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_replay_retrains_from_feedback_and_reports_per_week():
+def _replay(*args: str) -> list[str]:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "replay.py"), "--weeks", "2", "--simulated"],
+        [sys.executable, str(ROOT / "bench" / "replay.py"), "--no-shadow", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=1200,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+def _table(lines: list[str], weeks: int) -> list[list[str]]:
+    first = lines.index(next(line for line in lines if line.startswith("week"))) + 1
+    return [line.split() for line in lines[first : first + weeks]]
+
+
+@pytest.mark.slow
+def test_replay_retrains_from_feedback_and_reports_per_week():
+    lines = _replay("--weeks", "2", "--simulated", "--customers", "500")
     run = next(line for line in lines if "run 1: succeeded, version v2" in line)
-    table = lines[lines.index(next(line for line in lines if line.startswith("week"))) + 1 :]
-    assert len(table) == 2
+    chosen = next(line for line in lines if line.startswith("  run 1: v2 kept "))
+    assert chosen.count("validation AP") == 1 and chosen.count("d/default") == 3
+    table = _table(lines, 2)
     # the second week is served by the retrained model when the policy promoted it
-    assert table[1].split()[3] == ("v2" if run.endswith("promoted") else "v1")
+    assert table[1][3] == ("v2" if run.endswith("promoted") else "v1")
     for row in table:
-        ap_retrained, ap_never = float(row.split()[4]), float(row.split()[5])
-        assert 0 < ap_retrained <= 1 and 0 < ap_never <= 1
+        ap_never, ap_weekly = float(row[4]), float(row[5])
+        assert 0 < ap_weekly <= 1 and 0 < ap_never <= 1
+    assert table[0][4] == table[0][5]  # v1 served the first week: the same scores
+
+
+@pytest.mark.slow
+def test_after_a_new_fraud_pattern_weekly_retraining_recovers_and_v1_does_not():
+    lines = _replay(
+        "--scenario",
+        "new-pattern",
+        "--weeks",
+        "5",
+        "--drift-week",
+        "2",
+        "--delay",
+        "1",
+        "--customers",
+        "600",
+    )
+    table = _table(lines, 5)
+    never = [float(row[4]) for row in table]
+    weekly = [float(row[5]) for row in table]
+    # the drift costs v1 and the loop alike in its first week ...
+    assert never[2] < 0.9 * (never[0] + never[1]) / 2
+    # ... then retraining beats v1 in every later week, by a margin at the end
+    assert all(w > n for w, n in zip(weekly[3:], never[3:], strict=True))
+    assert weekly[4] > never[4] + 0.05
+    assert any(line.strip().startswith("weekly  pre-drift AP") for line in lines)

@@ -54,9 +54,9 @@ def choose_and_train(history, windows: Windows) -> tuple[TrainingResult, Choice 
         config["RETRAIN_PARAM_VARIANTS"] or {"default": {}},
         config["TRAINING_PARAMS"],
         random_state=0,
+        quick=config["RETRAIN_TRIAL_SPEEDUP"],
     )
-    result = run_protocol(history, choice.windows, choice.params, threshold=choice.threshold)
-    return result, choice
+    return run_protocol(history, choice.windows, choice.params), choice
 
 
 def publish(result: TrainingResult, history) -> str:
