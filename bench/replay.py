@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 
 from fraudapp import create_app  # noqa: E402
 from fraudapp.extensions import db  # noqa: E402
-from fraudapp.ml.features import FEATURES  # noqa: E402
 from fraudapp.ml.metrics import at_threshold  # noqa: E402
 from fraudapp.ml.simulate import simulate  # noqa: E402
 from fraudapp.ml.training import Windows  # noqa: E402
@@ -126,7 +125,7 @@ def weekly_table(frame: pd.DataFrame, start, weeks: int, baseline) -> list[dict]
             continue
         y = np.array([truth[r[0]] for r in week_rows])
         served = np.array([r[1] for r in week_rows])
-        x = np.array([[r[4][name] for name in FEATURES] for r in week_rows])
+        x = np.array([baseline.full_row(r[4]) for r in week_rows])
         base = baseline.score_many(x)
         table.append(
             {
