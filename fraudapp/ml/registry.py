@@ -142,7 +142,9 @@ def verified_booster(model_text: str, meta: dict, version: str) -> lgb.Booster:
     except lgb.basic.LightGBMError as exc:
         raise RegistryError(f"version {version}: unreadable model ({exc})") from exc
     if booster.feature_name() != names:
-        raise RegistryError(f"version {version}: the model's own feature names differ")
+        raise RegistryError(
+            f"version {version}: the model's own feature names differ from its feature list"
+        )
     return booster
 
 
