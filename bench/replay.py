@@ -14,6 +14,7 @@ retrained, scored on the very same transactions and features.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import tempfile
 import time
@@ -83,8 +84,8 @@ def score_day(client, token: str, day: pd.DataFrame) -> None:
         assert response.status_code == 201, response.get_json()
 
 
-def feedback_for(day: pd.DataFrame) -> int:
-    """The true labels of a scored day arrive as user feedback."""
+def feedback_for(day: pd.DataFrame, at: dt.datetime) -> int:
+    """The true labels of a scored day arrive as user feedback, known at simulated time `at`."""
     truth = dict(zip("replay-" + day["TRANSACTION_ID"].astype(str), day["TX_FRAUD"], strict=True))
     rows = db.session.execute(
         db.select(Prediction.id, Transaction.external_id)
@@ -93,7 +94,7 @@ def feedback_for(day: pd.DataFrame) -> int:
     ).all()
     for prediction_id, external_id in rows:
         labels.give_feedback(
-            prediction_id, "replay", label="fraud" if truth[external_id] else "genuine"
+            prediction_id, "replay", label="fraud" if truth[external_id] else "genuine", at=at
         )
     return len(rows)
 
@@ -188,7 +189,8 @@ def main() -> None:
                     frame[
                         (frame["TX_DATETIME"] >= labelled_day)
                         & (frame["TX_DATETIME"] < labelled_day + pd.Timedelta(days=1))
-                    ]
+                    ],
+                    (day + pd.Timedelta(days=1)).to_pydatetime().replace(tzinfo=dt.UTC),
                 )
             if i % 7 == 6:
                 runs.request_run("schedule", "replay")
