@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 from fraudapp import create_app  # noqa: E402
 from fraudapp.extensions import db  # noqa: E402
-from fraudapp.ml.features import FEATURES  # noqa: E402
 from fraudapp.ml.training import Windows  # noqa: E402
 from fraudapp.models import Prediction, Transaction  # noqa: E402
 from fraudapp.services import accounts  # noqa: E402
@@ -55,7 +54,7 @@ def store_predictions(model) -> int:
     """A prediction row for every stored transaction, scored offline in one go."""
     hist = history.load_history()
     ids = np.array(db.session.scalars(select_ids()).all())
-    x = hist.features()
+    x = model.own(hist.features())
     scores = model.booster.predict(x, num_threads=0)
     recent = hist.day > hist.day.max() - FEATURE_DAYS
     created = [dt.datetime.fromtimestamp(int(t), dt.UTC) for t in hist.time]
@@ -66,7 +65,9 @@ def store_predictions(model) -> int:
             bool(scores[i] >= model.threshold),
             model.threshold,
             model.version,
-            json.dumps(dict(zip(FEATURES, x[i].tolist(), strict=True))) if recent[i] else "{}",
+            json.dumps(dict(zip(model.feature_names, x[i].tolist(), strict=True)))
+            if recent[i]
+            else "{}",
             created[i],
         )
         for i in range(len(ids))

@@ -3,16 +3,18 @@
 Before the stretch: the earlier history is imported and a first model (v1) is trained and served.
 Then, day by day: the day's transactions are scored through the JSON API (with consent, so they
 join the history); the true labels of the transactions scored `--delay` days earlier arrive as user
-feedback, each "known" `--delay` days after its transaction (simulated time); at the end of every
+feedback, each "known" `--delay` days after its transaction (simulated time: point-in-time
+features see it from then on), before the day is scored; at the end of every
 week the trainer works a scheduled run (it chooses its training window and parameters; the
 promotion policy applies). Per week it prints the AP of three ways of serving, all on the very
 same transactions:
 
 * never retrained: v1, scored on the stored features of the week's transactions;
 * weekly retraining: the models the replay served (each run's candidate promoted by the policy);
-* shadow, then promote: a second pass over the same stream in which each candidate is put in
-  shadow and promoted only by `runs.review_shadow` once PROMOTE_SHADOW_DAYS of its shadow
-  predictions have labels (needs the shadow challengers: `releases.start_shadow`).
+* shadow, then promote: a second pass over the same stream with PROMOTE_SHADOW_DAYS set, so the
+  policy puts each candidate in shadow, and `runs.review_shadow` (called daily, after the day's
+  feedback) promotes it once that many days of its shadow predictions have labels and its AP on
+  them is not below the champion's.
 
 Scenarios: `handbook` replays the Handbook's CSV (default 6 weeks from 2018-07-01);
 `new-pattern` replays a simulated stream in which a new fraud pattern starts at the beginning of
@@ -43,7 +45,6 @@ sys.path.insert(0, str(ROOT))
 
 from fraudapp import create_app  # noqa: E402
 from fraudapp.extensions import db  # noqa: E402
-from fraudapp.ml.features import FEATURES  # noqa: E402
 from fraudapp.ml.simulate import simulate  # noqa: E402
 from fraudapp.ml.training import Windows  # noqa: E402
 from fraudapp.models import Prediction, TrainingRun, Transaction  # noqa: E402
@@ -175,7 +176,7 @@ def replay_pass(frame, start, args, shadow: bool) -> Pass:
         "MODEL_DIR": str(tmp / "models"),
         "RETRAIN_TRAIN_DAYS": args.train_days,
         "RETRAIN_DELAY_DAYS": args.retrain_delay,
-        "PROMOTE_MIN_LABELS": 10**12 if shadow else 100,  # shadow: only review_shadow promotes
+        "PROMOTE_MIN_LABELS": 100,
         "TRAINER_NICE": 0,
         "MODEL_CHECK_INTERVAL": 0.0,
     }
@@ -196,20 +197,25 @@ def _stream(app, frame, start, args, shadow: bool) -> tuple[list[str], list[floa
     chosen, seconds = [], []
     days = [start + pd.Timedelta(days=d) for d in range(7 * args.weeks)]
     for i, day in enumerate(days):
-        score_day(client, token, _day(frame, day))
-        if i >= args.delay:
+        if i >= args.delay:  # labels known during the day, before its transactions are scored
             feedback_for(_day(frame, days[i - args.delay]), args.delay)
         if shadow:
-            runs.review_shadow()
+            _log(runs.review_shadow())
+        score_day(client, token, _day(frame, day))
         if i % 7 == 6:
             started = time.perf_counter()
             runs.request_run("schedule", "replay")
             trainer.work(once=True, poll_seconds=0, log=lambda message: print("  " + message))
             seconds.append(time.perf_counter() - started)
-            chosen.append(_last_run(shadow))
+            chosen.append(_last_run())
             print("  " + chosen[-1])
         print(f"{day.date()}: {len(_day(frame, day))} scored, serving {registry().current()}")
     return chosen, seconds
+
+
+def _log(message: str | None) -> None:
+    if message:
+        print("  " + message)
 
 
 def _day(frame: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
@@ -218,13 +224,11 @@ def _day(frame: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
     ]
 
 
-def _last_run(shadow: bool) -> str:
-    """What the last run chose (and, in the shadow pass, put its candidate in shadow)."""
+def _last_run() -> str:
+    """What the last run chose, and its promotion."""
     run = db.session.scalar(db.select(TrainingRun).order_by(TrainingRun.id.desc()))
     if run.version is None:
         return f"run {run.id}: {run.status} {run.error or ''}"
-    if shadow and releases.challenger() is None:
-        releases.start_shadow(run.version, "replay")
     choice = run.params or {}
     tried = ", ".join(
         f"{t['train_days']}d/{t['variant']} {t['validation_ap'] or float('nan'):.3f}"
@@ -252,8 +256,8 @@ def _served(first: str) -> tuple[dict[str, tuple[float, str]], dict[str, float]]
         .join(Prediction.transaction)
         .where(Transaction.external_id.like("replay-%"))
     ).all()
-    x = np.array([[r[3][name] for name in FEATURES] for r in rows])
-    never = registry().load(first).score_many(x)
+    baseline = registry().load(first)
+    never = baseline.score_many(np.array([baseline.full_row(r[3]) for r in rows]))
     return {r[0]: (r[1], r[2]) for r in rows}, dict(zip([r[0] for r in rows], never, strict=True))
 
 

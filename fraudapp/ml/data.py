@@ -26,13 +26,17 @@ def day_date(number: int) -> dt.date:
 
 @dataclass
 class History:
-    """A transaction history as numpy columns; `label` is 1 fraud, 0 genuine, -1 not labelled."""
+    """A transaction history as numpy columns; `label` is 1 fraud, 0 genuine, -1 not labelled (the
+    label known now); `label_events` the labels given with the moment each became known, for the
+    point-in-time features (None: every label known at the Handbook's delay, as imported ones
+    are — they never reach the delay period)."""
 
     time: np.ndarray
     customer: np.ndarray
     terminal: np.ndarray
     amount: np.ndarray
     label: np.ndarray
+    label_events: features.LabelEvents | None = None
 
     def __len__(self) -> int:
         return len(self.time)
@@ -43,9 +47,15 @@ class History:
         return self.time // features.DAY
 
     def features(self) -> np.ndarray:
-        """The feature matrix of every row, terminal risk from the known fraud labels."""
+        """The feature matrix of every row: the Handbook's terminal risk from the labels known
+        now, the delay period's known frauds from the labels known at each row's time."""
         return features.compute_features(
-            self.customer, self.terminal, self.time, self.amount, (self.label == 1).astype(float)
+            self.customer,
+            self.terminal,
+            self.time,
+            self.amount,
+            (self.label == 1).astype(float),
+            labels=self.label_events,
         )
 
 

@@ -9,21 +9,23 @@ from .registry import LoadedModel
 
 
 def explain_rows(model: LoadedModel, rows: np.ndarray, top: int) -> list[list[dict]]:
-    """Per row, the features that moved its score most (LightGBM contributions), in plain words."""
+    """Per row of a full feature matrix, the model's features that moved its score most (LightGBM
+    contributions), in plain words."""
+    names = model.feature_names
     return [
-        _reasons(row, contributions[:-1], top)
-        for row, contributions in zip(rows, model.contributions(rows), strict=True)
+        _reasons(row, contributions[:-1], top, names)
+        for row, contributions in zip(model.own(rows), model.contributions(rows), strict=True)
     ]
 
 
-def _reasons(row: np.ndarray, contributions: np.ndarray, top: int) -> list[dict]:
+def _reasons(row: np.ndarray, contributions: np.ndarray, top: int, names) -> list[dict]:
     order = np.argsort(-np.abs(contributions))[:top]
     return [
         {
-            "feature": features.FEATURES[i],
+            "feature": names[i],
             "value": float(row[i]),
             "contribution": float(contributions[i]),
-            "text": f"{features.DESCRIPTIONS[features.FEATURES[i]]} ({_format(row[i])}) "
+            "text": f"{features.DESCRIPTIONS[names[i]]} ({_format(row[i])}) "
             f"{'raised' if contributions[i] > 0 else 'lowered'} the risk",
         }
         for i in order

@@ -7,6 +7,12 @@ paths: offline over a whole history (training) and online over the rows the data
 transactions, one or a list or a file's chunk at a time (`features_of_new`), so the two cannot drift
 apart.
 
+The delay period itself — the last `TERMINAL_DELAY_DAYS` — is covered by point-in-time label
+features (`KNOWN_FRAUD_FEATURES`): the terminal's and the customer's frauds known at the
+transaction's time among their transactions of that period, each label counting from the moment it
+became known (`LabelEvents`), as the label in effect then (a later correction never reaches back).
+Imported labels are known at the delay, so on an imported history these are all 0.
+
 Window sums are computed in fixed point (exact int64 arithmetic), so a row's sums depend only on the
 rows inside its windows: the online path, which sees only those rows, gets the offline values bit
 for bit — except where the database hands it a summary of older rows for the 90-day window (their
@@ -63,7 +69,14 @@ EXTRA_FEATURES = (
     "TERMINAL_ID_FRAUD_RUN_AGE_DAYS",
     "TERMINAL_ID_FIRST_FRAUD_AGE_DAYS",
 )
-FEATURES = HANDBOOK_FEATURES + EXTRA_FEATURES
+# Point-in-time label features: frauds known at the transaction's time among the transactions of
+# the delay period (t − KNOWN_FRAUD_WINDOW_DAYS, t), where the Handbook's delayed windows see none.
+KNOWN_FRAUD_WINDOW_DAYS = TERMINAL_DELAY_DAYS
+KNOWN_FRAUD_FEATURES = (
+    f"TERMINAL_ID_KNOWN_FRAUDS_{KNOWN_FRAUD_WINDOW_DAYS}DAY_WINDOW",
+    f"CUSTOMER_ID_KNOWN_FRAUDS_{KNOWN_FRAUD_WINDOW_DAYS}DAY_WINDOW",
+)
+FEATURES = HANDBOOK_FEATURES + EXTRA_FEATURES + KNOWN_FRAUD_FEATURES
 
 
 def _days(n: int) -> str:
@@ -109,6 +122,10 @@ DESCRIPTIONS = {
     "began (0: no such run)",
     "TERMINAL_ID_FIRST_FRAUD_AGE_DAYS": "the days since the terminal's first known fraud in the "
     f"{TERMINAL_FRAUD_RUN_DAYS} days before the last {TERMINAL_DELAY_DAYS} (0: none)",
+    KNOWN_FRAUD_FEATURES[0]: "the number of the terminal's transactions of the last "
+    f"{KNOWN_FRAUD_WINDOW_DAYS} days already known as frauds",
+    KNOWN_FRAUD_FEATURES[1]: "the number of the customer's transactions of the last "
+    f"{KNOWN_FRAUD_WINDOW_DAYS} days already known as frauds",
 }
 
 
@@ -141,6 +158,92 @@ class History(NamedTuple):
     time: np.ndarray
     value: np.ndarray
     weight: np.ndarray | None = None
+
+
+class LabelEvents(NamedTuple):
+    """Labels given to some transactions, one row per label: the labelled transaction (any id
+    that groups its labels), its terminal, customer and time; when the label became known (Unix
+    seconds, rounded up: known by t means known_at ≤ t); fraud (1) or genuine (0); its source's
+    rank (`models.LABEL_PRIORITY`: an analyst's outranks a user's, which outranks an import). Given
+    in the order the labels were given, which decides between labels of one transaction known in
+    the same second (the later one wins)."""
+
+    transaction: np.ndarray
+    terminal: np.ndarray
+    customer: np.ndarray
+    time: np.ndarray
+    known: np.ndarray
+    fraud: np.ndarray
+    rank: np.ndarray
+
+
+class FraudSpans(NamedTuple):
+    """Stretches of time [start, end) in which a transaction of a terminal and customer is a known
+    fraud inside the delay period of a transaction at that time (see `fraud_spans`)."""
+
+    terminal: np.ndarray
+    customer: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+_NEVER = np.iinfo(np.int64).max
+
+
+def fraud_spans(labels: LabelEvents) -> FraudSpans:
+    """When each labelled transaction counts as a known fraud for a transaction at time t: its
+    label in effect at t is fraud, and it lies in t's delay period (t − KNOWN_FRAUD_WINDOW_DAYS, t).
+
+    The label in effect at t is, among the transaction's labels known by t, the latest of the
+    highest-ranked source: a label takes effect when known unless a higher-ranked one already has,
+    and holds until the next one that takes effect — so a correction changes nothing before it is
+    known.
+    """
+    order = np.lexsort(
+        (np.arange(len(labels.known)), labels.known, labels.transaction)
+    )  # by transaction, then known, then the order given
+    transaction = np.asarray(labels.transaction, np.int64)[order]
+    key = transaction * 4 + np.asarray(labels.rank, np.int64)[order]  # ranks are 0-3
+    order = order[key == np.maximum.accumulate(key)]  # the labels taking effect
+    transaction = np.asarray(labels.transaction, np.int64)[order]
+    known = np.asarray(labels.known, np.int64)[order]
+    replaced = np.append(transaction[1:] == transaction[:-1], False)
+    end = np.where(replaced, np.append(known[1:], 0), _NEVER)
+    time = np.asarray(labels.time, np.int64)[order]
+    start = np.maximum(known, time + 1)
+    end = np.minimum(end, time + KNOWN_FRAUD_WINDOW_DAYS * DAY)
+    keep = (np.asarray(labels.fraud)[order] > 0) & (start < end)
+    return FraudSpans(
+        np.asarray(labels.terminal, np.int64)[order][keep],
+        np.asarray(labels.customer, np.int64)[order][keep],
+        start[keep],
+        end[keep],
+    )
+
+
+def _spans_containing(span_group, start, end, group, time) -> np.ndarray:
+    """Per (group, time): how many spans of that group contain the time (each span of a lower
+    group is both started and ended before the key, so it counts 1 − 1 = 0)."""
+    starts = np.sort(span_group * _GROUP_SHIFT + start)
+    ends = np.sort(span_group * _GROUP_SHIFT + end)
+    keys = np.asarray(group, np.int64) * _GROUP_SHIFT + np.asarray(time, np.int64)
+    inside = np.searchsorted(starts, keys, side="right") - np.searchsorted(ends, keys, side="right")
+    return inside.astype(np.float64)
+
+
+def known_frauds(labels: LabelEvents | None, terminal, customer, time) -> np.ndarray:
+    """The `KNOWN_FRAUD_FEATURES` of transactions (terminal, customer, time) from the labels known
+    at their time: shape (n, 2). No labels (None): all 0, as on an imported history."""
+    n = len(time)
+    if labels is None or not len(labels.known):
+        return np.zeros((n, len(KNOWN_FRAUD_FEATURES)))
+    spans = fraud_spans(labels)
+    return np.column_stack(
+        (
+            _spans_containing(spans.terminal, spans.start, spans.end, terminal, time),
+            _spans_containing(spans.customer, spans.start, spans.end, customer, time),
+        )
+    )
 
 
 _GROUP_SHIFT = np.int64(1) << np.int64(32)
@@ -318,8 +421,11 @@ def _age_days(time, sorted_time, position, valid) -> np.ndarray:
     return np.where(valid, (time - then) / DAY, 0.0)
 
 
-def assemble(time, amount, customer: CustomerStats, terminal: TerminalStats) -> np.ndarray:
-    """The feature matrix, columns in `FEATURES` order, from the raw columns and window stats."""
+def assemble(
+    time, amount, customer: CustomerStats, terminal: TerminalStats, known: np.ndarray
+) -> np.ndarray:
+    """The feature matrix, columns in `FEATURES` order, from the raw columns, window stats and
+    known frauds (`known_frauds`)."""
     time = np.asarray(time, dtype=np.int64)
     amount = np.asarray(amount, dtype=np.float64)
     weekday = (time // DAY + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
@@ -338,12 +444,16 @@ def assemble(time, amount, customer: CustomerStats, terminal: TerminalStats) -> 
         columns.append(amount_ratio(amount, customer.count[:, j], customer.amount_sum[:, j]))
     columns += [customer.large_count, terminal.run_length, terminal.run_age]
     columns.append(terminal.first_fraud_age)
+    columns += [known[:, 0], known[:, 1]]
     return np.column_stack(columns)
 
 
-def compute_features(customer, terminal, time, amount, fraud, weight=None, rows=None):
+def compute_features(
+    customer, terminal, time, amount, fraud, weight=None, rows=None, labels=None
+) -> np.ndarray:
     """The feature matrix of `rows` (default: every row) of a history (fraud: 1 known fraud, else
-    0), each row seeing the rows before it, weighted (default: all 1) — see `_Timeline`."""
+    0), each row seeing the rows before it, weighted (default: all 1) — see `_Timeline` — and
+    the labels known at its time (`labels`: LabelEvents; None: labels known at the delay)."""
     time, amount = np.asarray(time, dtype=np.int64), np.asarray(amount, dtype=np.float64)
     own = slice(None) if rows is None else rows
     return assemble(
@@ -351,19 +461,29 @@ def compute_features(customer, terminal, time, amount, fraud, weight=None, rows=
         amount[own],
         customer_stats(customer, time, amount, weight, rows),
         terminal_stats(terminal, time, fraud, weight, rows),
+        known_frauds(labels, np.asarray(terminal)[own], np.asarray(customer)[own], time[own]),
     )
 
 
 def features_of_new(
-    customer, terminal, time, amount, visible, customers: History, terminals: History
+    customer,
+    terminal,
+    time,
+    amount,
+    visible,
+    customers: History,
+    terminals: History,
+    labels: LabelEvents | None = None,
 ) -> np.ndarray:
     """Online: the feature matrix of new transactions, in sequence order.
 
     Each sees the stored rows — `customers`: (customer, time, amount) of its customer's rows within
     `CUSTOMER_LOOKBACK_DAYS`, or summaries of some of them (weights); `terminals`: (terminal, time,
     known fraud) of its terminal's rows within `TERMINAL_LOOKBACK_DAYS` — and the visible new rows
-    before it (`visible`: the stored ones, with consent). New rows must be in time order for that
-    to mean "before it in time". Extra older or unrelated stored rows do no harm.
+    before it (`visible`: the stored ones, with consent); and `labels`: the labels of its
+    terminal's and customer's transactions of the delay period known by its time (later ones and
+    unrelated ones do no harm; new rows carry none). New rows must be in time order for that to
+    mean "before it in time". Extra older or unrelated stored rows do no harm.
     """
     time, amount = np.asarray(time, dtype=np.int64), np.asarray(amount, dtype=np.float64)
     visible = np.asarray(visible, dtype=np.int64)
@@ -386,6 +506,7 @@ def features_of_new(
             np.concatenate((_weights(terminals), visible)),
             own_t,
         ),
+        known_frauds(labels, np.asarray(terminal), np.asarray(customer), time),
     )
 
 

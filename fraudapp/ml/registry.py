@@ -51,6 +51,11 @@ class RegistryError(Exception):
 class LoadedModel:
     """A verified booster with its metadata, ready to score.
 
+    A version declares its own features (`meta["features"]`, a subset of this code's `FEATURES`:
+    a version trained before features were added keeps serving). Scoring takes the full feature
+    matrix (`FEATURES` columns) and hands the booster the version's columns, picked by an index
+    array computed once at load (none when the version uses them all).
+
     The threads of a worker share it; its booster answers one call at a time (LightGBM sets up
     shared tree state for each prediction call, and contributions recompute tree depths).
     """
@@ -59,21 +64,39 @@ class LoadedModel:
     booster: lgb.Booster
     meta: dict
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    feature_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _columns: np.ndarray | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        names = tuple(self.meta.get("features") or features.FEATURES)
+        columns = None if names == features.FEATURES else feature_columns(names)
+        object.__setattr__(self, "feature_names", names)
+        object.__setattr__(self, "_columns", columns)
 
     @property
     def threshold(self) -> float:
         """The decision threshold: score ≥ threshold means fraud."""
         return float(self.meta["threshold"])
 
+    def own(self, rows: np.ndarray) -> np.ndarray:
+        """The version's columns (`feature_names` order) of a full feature matrix or vector."""
+        return rows if self._columns is None else rows[..., self._columns]
+
+    def full_row(self, values: dict[str, float]) -> np.ndarray:
+        """A full feature vector from a snapshot of some features by name (others 0: never read
+        by a version that does not use them)."""
+        return np.array([values.get(name, 0.0) for name in features.FEATURES], dtype=np.float64)
+
     def score(self, row: np.ndarray) -> float:
-        """The fraud probability of one feature vector (one thread, numpy in)."""
+        """The fraud probability of one full feature vector (one thread, numpy in)."""
         with self._lock:
-            return float(self.booster.predict(row.reshape(1, -1), num_threads=1)[0])
+            return float(self.booster.predict(self.own(row).reshape(1, -1), num_threads=1)[0])
 
     def score_many(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
-        """Fraud probabilities of a feature matrix."""
+        """Fraud probabilities of a full feature matrix."""
+        own = self.own(rows)
         with self._lock:
-            return self.booster.predict(rows, num_threads=threads)
+            return self.booster.predict(own, num_threads=threads)
 
     def private_copy(self) -> LoadedModel:
         """The same model with its own booster, for long batch work that must not make the
@@ -82,9 +105,16 @@ class LoadedModel:
         return LoadedModel(self.version, booster, self.meta)
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
-        """Per row, the per-feature contributions (log-odds) to its score, bias last."""
+        """Per row of a full feature matrix, the contributions (log-odds) of the version's
+        features (`feature_names` order) to its score, bias last."""
+        own = self.own(rows)
         with self._lock:
-            return self.booster.predict(rows, pred_contrib=True, num_threads=1)
+            return self.booster.predict(own, pred_contrib=True, num_threads=1)
+
+
+def feature_columns(names) -> np.ndarray:
+    """The positions in `FEATURES` of a version's feature names."""
+    return np.array([features.FEATURES.index(name) for name in names], dtype=np.intp)
 
 
 def sha256_of(path: Path) -> str:
@@ -97,18 +127,24 @@ def sha256_of(path: Path) -> str:
 
 
 def verified_booster(model_text: str, meta: dict, version: str) -> lgb.Booster:
-    """The booster of a model text, after checking it against its metadata: sha256, the feature
-    list of this code, and a model that loads with those feature names."""
+    """The booster of a model text, after checking it against its metadata: sha256, a feature
+    list this code computes (a subset of `FEATURES`, each once), and a model that loads with
+    those feature names."""
     if hashlib.sha256(model_text.encode()).hexdigest() != meta.get("sha256"):
         raise RegistryError(f"version {version}: model file missing or checksum mismatch")
-    if list(meta.get("features", [])) != list(features.FEATURES):
-        raise RegistryError(f"version {version}: feature list differs from this code's")
+    names = list(meta.get("features", []))
+    unknown = sorted(set(names) - set(features.FEATURES))
+    if not names or unknown or len(set(names)) != len(names):
+        detail = f" (unknown: {', '.join(unknown)})" if unknown else ""
+        raise RegistryError(f"version {version}: feature list differs from this code's{detail}")
     try:
         booster = lgb.Booster(model_str=model_text)
     except lgb.basic.LightGBMError as exc:
         raise RegistryError(f"version {version}: unreadable model ({exc})") from exc
-    if booster.feature_name() != list(features.FEATURES):
-        raise RegistryError(f"version {version}: the model's own feature names differ")
+    if booster.feature_name() != names:
+        raise RegistryError(
+            f"version {version}: the model's own feature names differ from its feature list"
+        )
     return booster
 
 

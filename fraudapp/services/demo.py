@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select
 
 from ..extensions import db
 from ..ml.data import day_date
-from ..ml.features import FEATURES, TERMINAL_DELAY_DAYS
+from ..ml.features import TERMINAL_DELAY_DAYS
 from ..ml.simulate import simulate
 from ..models import DailyCount, Prediction, Transaction
 from .serving import registry
@@ -88,10 +88,10 @@ def ensure_predictions(days: int = 14) -> int:
                 "is_fraud": bool(score >= model.threshold),
                 "threshold": model.threshold,
                 "model_version": model.version,
-                "features": dict(zip(FEATURES, row.tolist(), strict=True)),
+                "features": dict(zip(model.feature_names, row.tolist(), strict=True)),
                 "created_at": dt.datetime.fromtimestamp(int(history.time[i]), dt.UTC),
             }
-            for i, score, row in zip(recent, scores, x, strict=True)
+            for i, score, row in zip(recent, scores, model.own(x), strict=True)
         ],
     )
     _count_days(history.day[recent], scores >= model.threshold, model.version)

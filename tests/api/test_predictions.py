@@ -5,13 +5,17 @@ import os
 import threading
 from pathlib import Path
 
+import lightgbm as lgb
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from fraudapp import register_model
 from fraudapp.extensions import db
 from fraudapp.ml import features
 from fraudapp.models import DailyCount, Prediction, Transaction
 from fraudapp.services import tokens
+from fraudapp.services.serving import registry
 from fraudapp.services.transactions import counts, scoring
 from tests.conftest import after_history
 
@@ -341,3 +345,30 @@ def test_feedback_on_an_id_no_row_can_have_is_404(client, auth, ident):
         f"/api/v1/predictions/{ident}/feedback", json={"correct": True}, headers=auth
     )
     assert response.status_code == 404
+
+
+def test_a_version_trained_before_features_were_added_keeps_serving(
+    app, client, auth, stored_history
+):
+    """A released version declaring fewer features than this code computes scores on its own
+    columns: the API's features, explanation, stored snapshot and replay name only them."""
+    older = features.HANDBOOK_FEATURES + features.EXTRA_FEATURES
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, len(older)))
+    data = lgb.Dataset(x, label=(x[:, 0] > 0.5).astype(int), feature_name=list(older))
+    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_threads": 1}, data, 5)
+    reg = registry()
+    reg.set_current(reg.publish(booster, {"features": list(older), "threshold": 0.5}))
+    register_model(app)  # the worker follows the pointer
+    first = client.post(
+        "/api/v1/predictions?explain=1", json=_tx(transaction_id="o-1"), headers=auth
+    )
+    body = first.get_json()
+    assert first.status_code == 201 and body["model_version"] == "v2"
+    assert set(body["features"]) == set(older)
+    assert {item["feature"] for item in body["explanation"]} <= set(older)
+    assert set(db.session.get(Prediction, body["id"]).features) == set(older)
+    again = client.post(
+        "/api/v1/predictions?explain=1", json=_tx(transaction_id="o-1"), headers=auth
+    )
+    assert again.get_json()["explanation"] == body["explanation"]

@@ -121,3 +121,181 @@ def test_every_feature_is_described():
     assert set(features.DESCRIPTIONS) == set(features.FEATURES)
     assert len(set(features.FEATURES)) == len(features.FEATURES)
     assert features.FEATURES[:15] == features.HANDBOOK_FEATURES
+
+
+def _labels_given_later(time, fraud, rng, share=0.5) -> features.LabelEvents:
+    """Feedback on a share of the rows, known 0.5-3 days after each (frauds as frauds); a tenth of
+    those corrected later (the opposite label), some by an analyst, some by a lower-ranked user."""
+    rows = np.flatnonzero(rng.random(len(time)) < share)
+    known = time[rows] + rng.integers(DAY // 2, 3 * DAY, len(rows))
+    label, rank = (fraud[rows] > 0).astype(np.int64), np.ones(len(rows), np.int64)
+    fixed = rows[: len(rows) // 10]
+    fixed_known = known[: len(fixed)] + rng.integers(0, 2 * DAY, len(fixed))
+    fixed_rank = rng.integers(0, 3, len(fixed))  # a lower-ranked correction changes nothing
+    order = np.argsort(np.concatenate((known, fixed_known)), kind="stable")  # the order given
+    rows = np.concatenate((rows, fixed))[order]
+    return features.LabelEvents(
+        rows,
+        np.zeros(len(rows), np.int64),  # terminal and customer: filled in by `_of`
+        np.zeros(len(rows), np.int64),
+        time[rows],
+        np.concatenate((known, fixed_known))[order],
+        np.concatenate((label, 1 - label[: len(fixed)]))[order],
+        np.concatenate((rank, fixed_rank))[order],
+    )
+
+
+def _of(events: features.LabelEvents, customer, terminal, keep=None) -> features.LabelEvents:
+    """The events with their transactions' terminal and customer; only those `keep` selects."""
+    events = events._replace(
+        terminal=terminal[events.transaction], customer=customer[events.transaction]
+    )
+    if keep is None:
+        return events
+    return features.LabelEvents(*(column[keep] for column in events))
+
+
+DAY = features.DAY
+KNOWN = [features.FEATURES.index(name) for name in features.KNOWN_FRAUD_FEATURES]
+
+
+def test_known_frauds_count_labels_from_the_moment_they_are_known():
+    t0 = 1_600_000_000
+    # one transaction of terminal 5 / customer 9 at t0: a user says fraud 1 day later, an analyst
+    # corrects it to genuine 3 days later; a user's later "fraud" cannot outrank the analyst
+    events = features.LabelEvents(
+        np.array([0, 0, 0]),
+        np.array([5, 5, 5]),
+        np.array([9, 9, 9]),
+        np.array([t0, t0, t0]),
+        np.array([t0 + DAY, t0 + 3 * DAY, t0 + 4 * DAY]),
+        np.array([1, 0, 1]),
+        np.array([1, 2, 1]),
+    )
+    at = t0 + np.array([0, DAY - 1, DAY, 2 * DAY, 3 * DAY, 5 * DAY])
+    counts = features.known_frauds(events, np.full(6, 5), np.full(6, 9), at)
+    assert counts[:, 0].tolist() == [0, 0, 1, 1, 0, 0]  # known at t0+1d, corrected at t0+3d
+    assert counts[:, 1].tolist() == counts[:, 0].tolist()
+    assert features.known_frauds(events, np.full(6, 6), np.full(6, 8), at).sum() == 0
+    # a fraud known at once counts only inside (t0, t0 + 7 days): not for itself, not after
+    quick = events._replace(known=np.array([t0, t0, t0]), fraud=np.array([1, 1, 1]))
+    at = t0 + np.array([0, 1, 7 * DAY - 1, 7 * DAY])
+    assert features.known_frauds(quick, np.full(4, 5), np.full(4, 9), at)[:, 0].tolist() == [
+        0,
+        1,
+        1,
+        0,
+    ]
+    # labels of one transaction known in the same second: the one given later wins
+    tie = events._replace(known=np.array([t0 + DAY] * 3), rank=np.array([1, 1, 1]))
+    assert features.known_frauds(tie, [5], [9], [t0 + DAY])[0, 0] == 1
+    assert features.known_frauds(tie, [5], [9], [t0 + 2 * DAY])[0, 0] == 1
+    # imported labels are known at the delay: no known fraud in the delay period
+    imported = events._replace(known=np.array([t0 + 7 * DAY] * 3), rank=np.array([0, 0, 0]))
+    assert features.known_frauds(imported, [5], [9], [t0 + 7 * DAY])[0, 0] == 0
+
+
+def test_online_equals_offline_with_labels_given_at_various_times(simulated_frame):
+    frame = simulated_frame
+    time = to_unix_seconds(frame["TX_DATETIME"])
+    customer, terminal = frame["CUSTOMER_ID"].to_numpy(), frame["TERMINAL_ID"].to_numpy()
+    amount, fraud = frame["TX_AMOUNT"].to_numpy(), frame["TX_FRAUD"].to_numpy().astype(float)
+    rng = np.random.default_rng(3)
+    events = _of(_labels_given_later(time, fraud, rng), customer, terminal)
+    offline = features.compute_features(customer, terminal, time, amount, fraud, labels=events)
+    assert (offline[:, KNOWN] > 0).mean(axis=0).min() > 0.01  # the features do see labels
+    for i in rng.choice(len(frame), size=200, replace=False):
+        before = np.arange(len(frame)) < i
+        c = before & (customer == customer[i])
+        t = before & (terminal == terminal[i])
+        customers = features.History(customer[c], time[c], amount[c])
+        terminals = features.History(terminal[t], time[t], fraud[t])
+        # what the database gives: labels of stored rows, known by the transaction's time
+        stored = before[events.transaction] & (events.known <= time[i])
+        online = features.features_of_new(
+            [customer[i]],
+            [terminal[i]],
+            [time[i]],
+            [amount[i]],
+            [False],
+            customers,
+            terminals,
+            features.LabelEvents(*(column[stored] for column in events)),
+        )[0]
+        np.testing.assert_allclose(online, offline[i], rtol=1e-7, atol=1e-6)
+
+
+def test_a_batch_sees_each_label_from_its_own_time(simulated_frame):
+    """New rows scored at once while labels of stored rows become known between them: each row
+    counts those known by its own time, as when sent one by one."""
+    frame = simulated_frame
+    time = to_unix_seconds(frame["TX_DATETIME"])
+    customer, terminal = frame["CUSTOMER_ID"].to_numpy(), frame["TERMINAL_ID"].to_numpy()
+    amount, fraud = frame["TX_AMOUNT"].to_numpy(), frame["TX_FRAUD"].to_numpy().astype(float)
+    stored, n = len(frame) - 3_000, 3_000
+    new = slice(stored, None)
+    events = _of(_labels_given_later(time, fraud, np.random.default_rng(4)), customer, terminal)
+    events = features.LabelEvents(*(column[events.transaction < stored] for column in events))
+    assert (events.known > time[stored]).sum() > 100  # many become known during the batch
+    batch = features.features_of_new(
+        customer[new],
+        terminal[new],
+        time[new],
+        amount[new],
+        np.zeros(n, bool),
+        features.History(customer[:stored], time[:stored], amount[:stored]),
+        features.History(terminal[:stored], time[:stored], fraud[:stored]),
+        events,
+    )
+    assert (batch[:, KNOWN] > 0).any(axis=0).all()
+    for k in range(0, n, 37):
+        i = stored + k
+        c, t = (
+            np.flatnonzero(customer[:stored] == customer[i]),
+            np.flatnonzero(terminal[:stored] == terminal[i]),
+        )
+        known = features.LabelEvents(*(column[events.known <= time[i]] for column in events))
+        alone = features.features_of_new(
+            [customer[i]],
+            [terminal[i]],
+            [time[i]],
+            [amount[i]],
+            [False],
+            features.History(customer[c], time[c], amount[c]),
+            features.History(terminal[t], time[t], fraud[t]),
+            known,
+        )[0]
+        np.testing.assert_allclose(batch[k], alone, rtol=0, atol=1e-9)
+
+
+def test_a_label_given_after_a_transaction_never_changes_its_training_features(simulated_frame):
+    """No leakage: labels (and corrections) that become known after a transaction leave its whole
+    feature row as it was; they count for the transactions after them."""
+    frame = simulated_frame
+    time = to_unix_seconds(frame["TX_DATETIME"])
+    customer, terminal = frame["CUSTOMER_ID"].to_numpy(), frame["TERMINAL_ID"].to_numpy()
+    amount, fraud = frame["TX_AMOUNT"].to_numpy(), frame["TX_FRAUD"].to_numpy().astype(float)
+    rng = np.random.default_rng(5)
+    events = _of(_labels_given_later(time, fraud, rng), customer, terminal)
+    before = features.compute_features(customer, terminal, time, amount, fraud, labels=events)
+    # every transaction of the delay period before a cut gets a late label, then a correction:
+    # frauds said genuine and genuine ones said fraud, by an analyst, both known after the cut
+    cut = int(np.median(time))
+    recent = np.flatnonzero((time < cut) & (time > cut - 7 * DAY))
+    late = features.LabelEvents(
+        np.concatenate((recent, recent)),
+        np.concatenate((terminal[recent], terminal[recent])),
+        np.concatenate((customer[recent], customer[recent])),
+        np.concatenate((time[recent], time[recent])),
+        np.concatenate((np.full(len(recent), cut + 1), np.full(len(recent), cut + DAY))),
+        np.concatenate(((fraud[recent] == 0), (fraud[recent] > 0))).astype(np.int64),
+        np.full(2 * len(recent), 2),
+    )
+    both = features.LabelEvents(*(np.concatenate(pair) for pair in zip(events, late, strict=True)))
+    after = features.compute_features(customer, terminal, time, amount, fraud, labels=both)
+    untouched = time <= cut
+    np.testing.assert_array_equal(after[untouched], before[untouched])
+    # ... while transactions after the cut see them (the first, then the correction)
+    changed = ~np.all(after == before, axis=1)
+    assert changed[~untouched].sum() > 100
+    assert not changed[untouched].any()

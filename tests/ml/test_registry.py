@@ -265,3 +265,53 @@ def test_a_request_waits_for_the_first_load_another_thread_is_doing(tmp_path, bo
     assert started.wait(5)
     assert serving.get().version == "v1"  # not None while the other thread loads
     heartbeat.join()
+
+
+OLDER = features.HANDBOOK_FEATURES + features.EXTRA_FEATURES  # a version trained before
+
+
+def _booster_of(names):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, len(names)))
+    y = (x[:, 0] + x[:, -1] + rng.normal(size=400) > 1).astype(int)
+    data = lgb.Dataset(x, label=y, feature_name=list(names))
+    return lgb.train({"objective": "binary", "verbosity": -1, "num_threads": 1}, data, 5)
+
+
+def test_a_version_with_fewer_features_serves_on_its_own_columns(tmp_path):
+    registry = Registry(tmp_path)
+    booster = _booster_of(OLDER)
+    registry.publish(booster, {**_meta(), "features": list(OLDER)})
+    loaded = registry.load("v1")
+    assert loaded.feature_names == OLDER
+    rows = np.random.default_rng(2).normal(size=(50, len(features.FEATURES)))
+    own = rows[:, [features.FEATURES.index(name) for name in OLDER]]
+    np.testing.assert_array_equal(loaded.score_many(rows), booster.predict(own, num_threads=1))
+    assert loaded.score(rows[0]) == pytest.approx(booster.predict(own[:1])[0], abs=1e-12)
+    assert loaded.contributions(rows).shape == (50, len(OLDER) + 1)
+    np.testing.assert_array_equal(loaded.own(rows), own)
+    snapshot = dict(zip(OLDER, own[0].tolist(), strict=True))
+    np.testing.assert_array_equal(loaded.own(loaded.full_row(snapshot)), own[0])
+
+
+def test_a_version_of_this_codes_features_picks_no_columns(tmp_path, booster):
+    registry = Registry(tmp_path)
+    registry.publish(booster, _meta())
+    rows = np.zeros((3, len(features.FEATURES)))
+    assert registry.load("v1").own(rows) is rows  # the hot path copies nothing
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        ([*OLDER, "NOT_A_FEATURE"], "unknown: NOT_A_FEATURE"),
+        ([*OLDER, OLDER[0]], "feature list differs"),
+        ([], "feature list differs"),
+    ],
+)
+def test_a_feature_list_this_code_cannot_compute_is_refused(tmp_path, names, message):
+    registry = Registry(tmp_path)
+    trained = names if names and len(set(names)) == len(names) else OLDER
+    registry.publish(_booster_of(trained), {**_meta(), "features": names})
+    with pytest.raises(RegistryError, match=message):
+        registry.load("v1")

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from fraudapp.extensions import db
+from fraudapp.ml.features import KNOWN_FRAUD_FEATURES
 from fraudapp.models import DailyCount, DirtyDay, Prediction, Transaction
-from fraudapp.services.transactions import files, history, scoring
+from fraudapp.services.transactions import files, history, labels, scoring
 from tests.conftest import HANDBOOK_RAW, handbook_file
 
 LIST_SIZE = 1_000  # the API's largest list
@@ -120,3 +121,65 @@ def test_a_list_out_of_time_order_equals_one_by_one(app, stored_history):
             assert prediction.score == result.score
             stored = prediction.transaction
             assert (stored.tx_time, stored.amount) == (tx.tx_time, tx.amount)
+
+
+def _label_the_last_week(start: pd.Timestamp, rng) -> None:
+    """Feedback on half the stored transactions of the week before `start`, a third of it fraud,
+    known at times from 2 days before `start` to 5 days after it (inside the list's stretch); an
+    analyst corrects a fifth of it a day later."""
+    first = int((start - pd.Timedelta(days=7)).timestamp())
+    stored = db.session.scalars(select(Transaction.id).where(Transaction.tx_time > first)).all()
+    for transaction_id in stored:
+        if rng.random() < 0.5:
+            at = start.to_pydatetime().replace(tzinfo=dt.UTC) + dt.timedelta(
+                seconds=int(rng.integers(-2 * 86_400, 5 * 86_400))
+            )
+            fraud = bool(rng.random() < 1 / 3)
+            labels.add_label(transaction_id, fraud, "feedback", "test", at=at)
+            if rng.random() < 0.2:
+                later = at + dt.timedelta(days=1)
+                labels.add_label(transaction_id, not fraud, "analyst", "test", at=later)
+    db.session.commit()
+
+
+def _known(results) -> np.ndarray:
+    return np.array([[r.features[name] for name in KNOWN_FRAUD_FEATURES] for r in results])
+
+
+def test_labels_known_at_various_times_count_alike_one_by_one_in_lists_and_files(
+    app, stored_history, tmp_path
+):
+    """Labels becoming known before and during the stretch of a list: one by one, in lists and
+    as a file, each transaction counts the frauds known at its own time."""
+    start = pd.Timestamp(stored_history["TX_DATETIME"].max())
+    rng = np.random.default_rng(8)
+    recent = stored_history[stored_history["TX_DATETIME"] > str(start - pd.Timedelta(days=3))]
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "TRANSACTION_ID": [f"f{k}" for k in range(n)],
+            "TX_DATETIME": start + pd.to_timedelta(np.sort(rng.integers(0, 6 * 86_400, n)), "s"),
+            "CUSTOMER_ID": rng.choice(recent["CUSTOMER_ID"].unique()[:40], n),
+            "TERMINAL_ID": rng.choice(recent["TERMINAL_ID"].unique()[:40], n),
+            "TX_AMOUNT": rng.gamma(2.0, 30.0, n).round(2),
+        }
+    )
+    _label_the_last_week(start, rng)
+    history_end = db.session.scalar(select(func.max(Transaction.id)))
+    alone, batched = _one_by_one_then_batched(_inputs(frame, rng.random(n) < 0.7))
+    _assert_same(alone, batched)
+    known = _known(batched)
+    assert (known > 0).mean(axis=0).min() > 0.1 and len(np.unique(known[:, 0])) > 2
+
+    _forget_after(history_end)
+    everyone = _known(_in_lists(_inputs(frame, np.ones(n, bool))))
+    _forget_after(history_end)
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    files.score_file(tmp_path / "new.csv", tmp_path / "scored.csv", store=True)
+    stored = db.session.scalars(
+        select(Prediction.features)
+        .join(Prediction.transaction)
+        .order_by(Transaction.tx_time, Transaction.id)
+    ).all()
+    as_file = np.array([[f[name] for name in KNOWN_FRAUD_FEATURES] for f in stored])
+    np.testing.assert_array_equal(as_file, everyone)

@@ -2,12 +2,16 @@
 
 import datetime as dt
 
+import pandas as pd
+import pytest
 from sqlalchemy import select
 
 from fraudapp.extensions import db
+from fraudapp.ml import features
+from fraudapp.ml.features import DAY, KNOWN_FRAUD_FEATURES
 from fraudapp.ml.training import Windows, split
-from fraudapp.models import Label, Prediction
-from fraudapp.services.transactions import labels
+from fraudapp.models import Label, Prediction, Transaction
+from fraudapp.services.transactions import labels, scoring
 from fraudapp.services.transactions.history import load_history
 from tests.conftest import after_history, predict
 
@@ -73,3 +77,50 @@ def _known_at(prediction: dict) -> dt.datetime:
     return db.session.scalars(
         select(Label.known_at).where(Label.transaction_id == transaction_id).order_by(Label.id)
     ).all()[-1]
+
+
+def test_a_label_given_after_a_transaction_changes_neither_its_served_nor_training_features(
+    app, stored_history
+):
+    """No leakage: feedback, and corrections, known after a transaction was scored leave both the
+    features it was scored with and its training features as they were; later ones see them."""
+    end = pd.Timestamp(stored_history["TX_DATETIME"].max())
+    week = stored_history[stored_history["TX_DATETIME"] > str(end - pd.Timedelta(days=6))]
+    terminal = int(week["TERMINAL_ID"].value_counts().index[0])
+    ids = db.session.scalars(
+        select(Transaction.id)
+        .where(Transaction.terminal_id == terminal, Transaction.tx_time > _seconds(end) - 6 * DAY)
+        .order_by(Transaction.id)
+    ).all()
+    assert len(ids) >= 3
+    when = end.to_pydatetime() + dt.timedelta(hours=1)
+    labels.add_label(ids[0], True, "feedback", "user", at=_utc(when) - dt.timedelta(hours=2))
+    db.session.commit()
+    first = scoring.score(_at(when, terminal), consent=True)
+    name = KNOWN_FRAUD_FEATURES[0]
+    assert first.features[name] == 1.0
+
+    after = _utc(when) + dt.timedelta(minutes=30)
+    labels.add_label(ids[0], False, "analyst", "analyst", at=after)  # a correction ...
+    labels.add_label(ids[1], True, "feedback", "user", at=after)  # ... and new frauds
+    labels.add_label(ids[2], True, "feedback", "user", at=after)
+    db.session.commit()
+    history = load_history()
+    training = dict(zip(features.FEATURES, history.features()[-1].tolist(), strict=True))
+    stored = db.session.get(Prediction, first.id).features
+    assert {k: training[k] for k in stored} == pytest.approx(stored, rel=1e-9, abs=1e-9)
+    assert training[name] == 1.0
+    later = scoring.score(_at(when + dt.timedelta(hours=1), terminal), consent=False)
+    assert later.features[name] == 2.0
+
+
+def _at(when: dt.datetime, terminal: int) -> scoring.TransactionIn:
+    return scoring.TransactionIn(when.replace(tzinfo=None), 5, terminal, 20.0)
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when.replace(tzinfo=dt.UTC)
+
+
+def _seconds(when: pd.Timestamp) -> int:
+    return int(when.tz_localize("UTC").timestamp())

@@ -350,7 +350,7 @@ def _champion_metrics(history, rows: np.ndarray) -> tuple[str | None, dict | Non
         return version, None
     x = history.features()[rows]
     y = (history.label[rows] == 1).astype(int)
-    scores = predict(champion.booster, x)
+    scores = predict(champion.booster, champion.own(x))
     return version, evaluate(
         scores, y, history.day[rows], history.customer[rows], champion.threshold
     )

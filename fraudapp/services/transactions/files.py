@@ -132,6 +132,7 @@ class _FileScorer:
         serving = serving_model()
         self.threshold = decision_threshold(serving)
         self.model = serving.private_copy()  # the worker's requests keep theirs to themselves
+        self.features_json = _features_json(self.model.feature_names)
         self.threads = threads
         self.summary = FileSummary(threshold=self.threshold, model_version=self.model.version)
         self.recent = _Recent()
@@ -157,6 +158,7 @@ class _FileScorer:
             np.ones(len(chunk), bool),
             self.recent.customers(),
             self.recent.terminals(),
+            _stored_labels(first, last),
         )
         scores = self.model.score_many(rows, self.threads)
         flagged = scores >= self.threshold
@@ -216,7 +218,7 @@ class _FileScorer:
             chunk["amount"].tolist(),
             scores.tolist(),
             flagged.astype(int).tolist(),
-            [_FEATURES_JSON % tuple(row) for row in rows.tolist()],
+            [self.features_json % tuple(row) for row in self.model.own(rows).tolist()],
             strict=True,
         )
         cursor = connection.connection.driver_connection.cursor()
@@ -291,8 +293,12 @@ _STAGED_PREDICTIONS = text(_PREDICTIONS_FROM_STAGING.format(features="s.features
 _STAGED_PREDICTIONS_PG = text(
     _PREDICTIONS_FROM_STAGING.format(features="CAST(s.features AS JSON)")
 ).bindparams(bindparam("now", type_=UtcDateTime()))
-# A prediction's feature snapshot, as the JSON the API path stores (Python's float repr is JSON).
-_FEATURES_JSON = "{" + ", ".join(f'"{name}": %r' for name in features.FEATURES) + "}"
+
+
+def _features_json(names) -> str:
+    """A prediction's feature snapshot (the model's own features), as the JSON the API path stores
+    (Python's float repr is JSON): a %-template of the values."""
+    return "{" + ", ".join(f'"{name}": %r' for name in names) + "}"
 
 
 class _Recent:
@@ -322,6 +328,17 @@ class _Recent:
     def terminals(self) -> features.History:
         t = self.table
         return features.History(t[:, 1].astype(np.int64), t[:, 2].astype(np.int64), t[:, 4])
+
+
+def _stored_labels(first: int, last: int) -> features.LabelEvents:
+    """The labels the known-fraud features of a chunk from `first` to `last` can depend on: those
+    of the stored transactions of the delay period before it, known by its last time."""
+    params = {
+        "start": first - features.KNOWN_FRAUD_WINDOW_DAYS * features.DAY,
+        "end": last,
+        "known_end": history.known_end(last),
+    }
+    return history.label_events(history.LABELS_IN_PERIOD, params)
 
 
 def _sorted_contains(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:

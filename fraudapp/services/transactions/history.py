@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, bindparam, select, text
+from sqlalchemy import DateTime, bindparam, case, or_, select, text
 
 from ...extensions import db
 from ...ml.data import History, to_unix_seconds
-from ...ml.features import DAY, TERMINAL_DELAY_DAYS
-from ...models import Transaction, utcnow
+from ...ml.features import DAY, TERMINAL_DELAY_DAYS, LabelEvents
+from ...models import LABEL_PRIORITY, Label, Transaction, utcnow
 from . import limits
 from .limits import AMOUNT_MESSAGE, CONTROL, EARLIEST, MAX_AMOUNT, MAX_ID, MAX_TRANSACTION_ID
 
@@ -243,7 +244,8 @@ def imported_known_at(dialect: str, tx_time: str) -> str:
 
 
 def load_history() -> History:
-    """The whole history as numpy columns, in arrival order, labels as known now."""
+    """The whole history as numpy columns, in arrival order, labels as known now, and the labels
+    given with the moment each became known (`label_events`)."""
     rows = db.session.execute(
         select(
             Transaction.tx_time,
@@ -261,4 +263,59 @@ def load_history() -> History:
         terminal=np.array(columns[2], dtype=np.int64),
         amount=np.array(columns[3], dtype=float),
         label=label,
+        label_events=label_events(_ALL_LABELS, {}),
     )
+
+
+def _label_events_statement(*conditions):
+    """The labels given (imported ones aside: known at the delay, they never reach the delay
+    period's features) with their transaction's terminal, customer and time, in the order given."""
+    return (
+        select(
+            Label.transaction_id,
+            Transaction.terminal_id,
+            Transaction.customer_id,
+            Transaction.tx_time,
+            Label.known_at,
+            Label.fraud,
+            case(LABEL_PRIORITY, value=Label.source, else_=0),
+        )
+        .join(Transaction, Transaction.id == Label.transaction_id)
+        .where(Label.source != "import", *conditions)
+        .order_by(Label.id)
+    )
+
+
+_ALL_LABELS = _label_events_statement()
+_IN_PERIOD = (  # labels known by `known_end` of transactions in (start, end)
+    Transaction.tx_time > bindparam("start"),
+    Transaction.tx_time < bindparam("end"),
+    Label.known_at <= bindparam("known_end"),
+)
+LABELS_IN_PERIOD = _label_events_statement(*_IN_PERIOD)
+LABELS_OF_GROUPS_IN_PERIOD = _label_events_statement(  # ... of some terminals or customers
+    *_IN_PERIOD,
+    or_(
+        Transaction.terminal_id.in_(bindparam("terminals", expanding=True)),
+        Transaction.customer_id.in_(bindparam("customers", expanding=True)),
+    ),
+)
+
+
+def label_events(statement, params: dict) -> LabelEvents:
+    """The labels a `_label_events_statement` selects, as numpy columns; known in whole seconds,
+    rounded up (known by t: known_at ≤ t)."""
+    rows = db.session.execute(statement, params).all()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 7
+    known = [math.ceil(when.timestamp()) for when in columns[4]]
+    return LabelEvents(
+        *(np.array(columns[k], dtype=np.int64) for k in range(4)),
+        np.array(known, dtype=np.int64),
+        np.array(columns[5], dtype=np.int64),
+        np.array(columns[6], dtype=np.int64),
+    )
+
+
+def known_end(time: int) -> dt.datetime:
+    """The latest known_at of a label known by Unix second `time`."""
+    return dt.datetime.fromtimestamp(time, dt.UTC)

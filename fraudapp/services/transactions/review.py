@@ -10,7 +10,6 @@ import numpy as np
 from sqlalchemy import func, select
 
 from ...extensions import db
-from ...ml import features
 from ...ml.explain import explain_rows
 from ...models import Label, Prediction, Transaction
 from ..serving import load_version
@@ -94,7 +93,7 @@ def explanations(predictions: list[Prediction], top: int = 3) -> dict[int, list[
         if model is None:
             reasons[prediction.id] = []
             continue
-        row = np.array([prediction.features.get(name, 0.0) for name in features.FEATURES])
+        row = model.full_row(prediction.features)
         reasons[prediction.id] = [
             (r["text"], r["contribution"] > 0) for r in explain_rows(model, row[None, :], top)[0]
         ]

@@ -30,6 +30,7 @@ from ...ml.registry import LoadedModel
 from ...models import Prediction, Transaction
 from ...telemetry import record_predictions
 from ..serving import decision_threshold, serving_model
+from . import history
 from .changes import mark_days
 from .counts import count_predictions
 from .labels import new_receipt
@@ -218,6 +219,7 @@ def features_of(
     """The feature matrix of new transactions (in time order), each seeing the stored history and
     the visible ones before it."""
     customers, terminals = stored_windows(txs, before_id)
+    labels = stored_labels(txs)
     return features.features_of_new(
         np.fromiter((tx.customer_id for tx in txs), np.int64, len(txs)),
         np.fromiter((tx.terminal_id for tx in txs), np.int64, len(txs)),
@@ -226,7 +228,23 @@ def features_of(
         visible,
         customers,
         terminals,
+        labels,
     )
+
+
+def stored_labels(txs: list[TransactionIn]) -> features.LabelEvents:
+    """The labels the known-fraud features of `txs` can depend on, in one indexed query: those of
+    their terminals' and customers' transactions in the delay period before them, known by the
+    last one's time (each transaction then counts those known by its own time)."""
+    first, last = min(tx.tx_time for tx in txs), max(tx.tx_time for tx in txs)
+    params = {
+        "terminals": sorted({tx.terminal_id for tx in txs}),
+        "customers": sorted({tx.customer_id for tx in txs}),
+        "start": first - features.KNOWN_FRAUD_WINDOW_DAYS * features.DAY,
+        "end": last,
+        "known_end": history.known_end(last),
+    }
+    return history.label_events(history.LABELS_OF_GROUPS_IN_PERIOD, params)
 
 
 def online_features(tx: TransactionIn, before_id: int | None = None) -> np.ndarray:
@@ -339,10 +357,10 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
             is_fraud=bool(probability >= threshold),
             threshold=threshold,
             model_version=model.version,
-            features=dict(zip(features.FEATURES, row.tolist(), strict=True)),
+            features=dict(zip(model.feature_names, row.tolist(), strict=True)),
             explanation=explanation,
         )
-        for probability, row, explanation in zip(scores, rows, explanations, strict=True)
+        for probability, row, explanation in zip(scores, model.own(rows), explanations, strict=True)
     ]
     stored = [k for k, consent in enumerate(consents) if consent]
     if stored:
@@ -422,7 +440,7 @@ def _replay(model: LoadedModel, prediction: Prediction, want_explanation: bool) 
         replayed=True,
     )
     if want_explanation and model.version == prediction.model_version:
-        row = np.array([result.features[name] for name in features.FEATURES], dtype=np.float64)
+        row = model.full_row(result.features)
         result.explanation = explain_rows(model, row[None, :], current_app.config["EXPLAIN_TOP"])[0]
     return result
 
