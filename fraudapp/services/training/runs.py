@@ -127,6 +127,28 @@ def _mark_run(version: str, promotion: str, only: str | None = None) -> None:
     db.session.commit()
 
 
+def shadow_evidence() -> dict | None:
+    """The champion against the challenger in shadow on their shared labelled transactions
+    (`monitoring.shadow.compare`); None without a challenger."""
+    version, champion = releases.challenger(), releases.current()
+    if version is None or champion is None:
+        return None
+    return shadow.compare(champion, version)
+
+
+def run_of(version: str) -> int | None:
+    """The training run that produced a version (None: trained by the CLI or imported)."""
+    return db.session.scalar(
+        select(TrainingRun.id).where(TrainingRun.version == version).order_by(TrainingRun.id)
+    )
+
+
+def shadow_run_id() -> int | None:
+    """The training run of the challenger in shadow, if any."""
+    version = releases.challenger()
+    return None if version is None else run_of(version)
+
+
 def review_shadow() -> str | None:
     """Apply the shadow policy (PROMOTE_SHADOW_DAYS > 0): promote the challenger once it has that
     many labelled days of shadow predictions and its AP on those shared transactions is at least
