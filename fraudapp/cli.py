@@ -287,13 +287,13 @@ def set_password_command(name: str, password: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
 def monitor_command(as_of, as_json: bool) -> None:
-    """Compute the figures, evaluate the alert rules, store a snapshot, refresh the learning panel
-    and apply the shadow policy; exit 1 on an alert."""
+    """Compute the figures, evaluate the alert rules, store a snapshot, apply the shadow policy
+    and refresh the learning panel; exit 1 on an alert."""
     snapshot = alerts.check(as_of.date() if as_of else None)
-    learning.refresh()
     outcome = runs.review_shadow()
     if outcome:
         click.echo(f"shadow: {outcome}", err=True)
+    learning.refresh()
     if snapshot.alerts and current_app.config["RETRAIN_ON_ALERT"]:
         run = runs.request_run("alert", "monitor")
         click.echo(f"training run {run.id} is {run.status} (FRAUDAPP_RETRAIN_ON_ALERT)", err=True)

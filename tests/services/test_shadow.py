@@ -384,3 +384,14 @@ def test_the_learning_panel_rescores_the_first_week_with_the_replaced_version(ap
     )
     assert got["version"]["f1"] == pytest.approx(f1_score(label, mine >= 0.4))
     assert learning.refresh()[0].figures == got  # recomputed in place
+
+
+def test_flask_monitor_refreshes_the_panel_and_applies_the_shadow_policy(app, runner):
+    app.config.update(PROMOTE_SHADOW_DAYS=1, PROMOTE_AP_MARGIN=0.01)
+    v2 = other_version()
+    runs.start_shadow(v2, "admin")
+    _shared("v1", v2, days=1, edge=0.15)
+    result = runner.invoke(args=["monitor", "--as-of", "2018-09-27"])
+    assert f"shadow: promoted {v2}" in result.output
+    assert releases.current() == v2
+    assert [row.version for row in learning.panel()] == [v2]

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from fraudapp.extensions import db
 from fraudapp.models import ModelVersion, NodeStatus
 from fraudapp.services import serving
-from fraudapp.services.distribution import agent, releases
+from fraudapp.services.distribution import agent, catalog, outbox, releases
 from tests.services.test_distribution import node, trainer  # noqa: F401 (fixtures)
 from tests.services.test_shadow import other_version
 
@@ -62,3 +62,17 @@ def test_a_node_that_cannot_install_the_challenger_serves_the_champion_and_says_
         health = node["app"].test_client().get("/healthz").get_json()
         assert health["status"] == "ok" and health["model_version"] == "v1"
         assert health["challenger"] == v2 and health["challenger_problem"]
+
+
+def test_a_shadow_started_on_a_node_is_announced_by_the_trainer(app, node):  # noqa: F811
+    releases.release("v1", "promote", "admin")
+    v2 = other_version()
+    catalog.register(v2)
+    db.session.commit()
+    with node["app"].app_context():  # an admin on the node's run page
+        releases.start_shadow(v2, "admin")
+        assert releases.challenger() == v2
+    assert v2 in node["registry"].versions()  # downloaded from the trainer and verified
+    assert releases.announce_pending() == 1  # the trainer's next round tells every node
+    assert releases.announce_pending() == 0
+    assert outbox.deliver_due() == 1
