@@ -395,3 +395,14 @@ def test_flask_monitor_refreshes_the_panel_and_applies_the_shadow_policy(app, ru
     assert f"shadow: promoted {v2}" in result.output
     assert releases.current() == v2
     assert [row.version for row in learning.panel()] == [v2]
+
+
+def test_the_trainer_loop_applies_the_shadow_policy(app, runner):
+    app.config.update(PROMOTE_SHADOW_DAYS=1, PROMOTE_AP_MARGIN=0.01, TRAINER_NICE=0)
+    v2 = other_version()
+    runs.start_shadow(v2, "admin")
+    _shared("v1", v2, days=1, edge=0.15)
+    result = runner.invoke(args=["trainer", "--once"])
+    assert result.exit_code == 0, result.output
+    assert f"shadow: promoted {v2}" in result.output
+    assert releases.current() == v2

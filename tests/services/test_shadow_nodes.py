@@ -9,6 +9,7 @@ from fraudapp.extensions import db
 from fraudapp.models import ModelVersion, NodeStatus
 from fraudapp.services import serving
 from fraudapp.services.distribution import agent, catalog, outbox, releases
+from tests.conftest import login
 from tests.services.test_distribution import node, trainer  # noqa: F401 (fixtures)
 from tests.services.test_shadow import other_version
 
@@ -76,3 +77,22 @@ def test_a_shadow_started_on_a_node_is_announced_by_the_trainer(app, node):  # n
     assert releases.announce_pending() == 1  # the trainer's next round tells every node
     assert releases.announce_pending() == 0
     assert outbox.deliver_due() == 1
+
+
+def test_the_nodes_page_names_the_challenger_and_a_node_lacking_it(app, node, client, users):  # noqa: F811
+    releases.release("v1", "promote", "admin")
+    app.config["NODES"] = []
+    v2 = other_version()
+    releases.start_shadow(v2, "admin")
+    db.session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.version == v2)
+        .values(artifact_url="http://127.0.0.1:9/x")
+    )
+    db.session.commit()
+    with node["app"].app_context():
+        agent.tick()
+    login(client, "admin")
+    page = client.get("/admin/nodes").text
+    assert f"challenger <strong>{v2}</strong> in shadow" in page
+    assert f"challenger {v2} not installed" in page
