@@ -406,3 +406,17 @@ def test_the_trainer_loop_applies_the_shadow_policy(app, runner):
     assert result.exit_code == 0, result.output
     assert f"shadow: promoted {v2}" in result.output
     assert releases.current() == v2
+
+
+def test_a_new_challenger_replaces_the_one_in_shadow_and_its_run_awaits_approval(app):
+    v2, v3 = other_version(), other_version(seed=1)
+    for version in (v2, v3):
+        db.session.add(
+            TrainingRun(reason="cli", requested_by="cli", status="succeeded", version=version)
+        )
+    db.session.commit()
+    runs.start_shadow(v2, "admin")
+    runs.start_shadow(v3, "admin")
+    assert releases.challenger() == v3
+    promotions = dict(db.session.execute(select(TrainingRun.version, TrainingRun.promotion)).all())
+    assert promotions == {v2: "awaiting approval", v3: "shadowing"}

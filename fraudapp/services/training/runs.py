@@ -101,10 +101,19 @@ def start_shadow(version: str, by: str) -> None:
     """Put a version in shadow on every node (its run, if any, becomes "shadowing"); audited.
     RunError for the champion, an unknown version or one that does not load."""
     try:
-        releases.start_shadow(version, by)
+        _shadow(version, by)
     except (RegistryError, releases.ReleaseError) as exc:
         db.session.rollback()
         raise RunError(str(exc)) from exc
+
+
+def _shadow(version: str, by: str) -> None:
+    """Shadow a version; its run becomes "shadowing", the run of the challenger it replaces
+    awaits approval again."""
+    replaced = releases.challenger()
+    releases.start_shadow(version, by)
+    if replaced not in (None, version):
+        _mark_run(replaced, "awaiting approval", only="shadowing")
     _mark_run(version, "shadowing")
 
 
@@ -430,7 +439,7 @@ def _apply_policy(run: TrainingRun) -> str:
         champion is None or candidate >= champion - config["PROMOTE_AP_MARGIN"]
     )
     if enough and better and config["PROMOTE_SHADOW_DAYS"] > 0 and run.champion_version:
-        releases.start_shadow(run.version, "trainer")
+        _shadow(run.version, "trainer")
         return "shadowing"
     if enough and better:
         releases.release(
