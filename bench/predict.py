@@ -382,12 +382,12 @@ def measure_shadow(app, db, post, traffic, args) -> dict:
             requests[name].append(timed(post, bodies))
             if round_number < args.batches + 1:  # the first round's batch is a warm-up
                 batch = json.dumps({"transactions": traffic.bodies(1000)}).encode()
-                batches[name].append(timed(post, [batch])[0, 0])
+                batches[name].append(timed(post, [batch])[0])
     shadowing(False)
     return {
         "challenger": challenger,
         "requests": {k: np.concatenate(v) for k, v in requests.items()},
-        "batch_rows_s": {k: 1000 / (np.median(v[1:]) / 1e9) for k, v in batches.items()},
+        "batch_ns": {k: np.median(np.array(v[1:]), axis=0) for k, v in batches.items()},
     }
 
 
@@ -401,12 +401,14 @@ def report_shadow(shadow: dict) -> None:
         ("POST /api/v1/predictions, challenger in shadow", with_),
     ):
         print(f"    {label:<48} " + "{:>8.1f} {:>8.1f} {:>8.1f}".format(*stats_us(ns)))
-    ratio = np.median(with_[:, 0]) / np.median(without[:, 0])
-    rows = shadow["batch_rows_s"]
-    print(f"    {'with / without (wall medians)':<48} {ratio:>8.3f}")
+    wall, cpu = (np.median(with_[:, k]) / np.median(without[:, k]) for k in (0, 1))
+    print(f"    {'with / without (medians)':<48} {wall:>8.3f} {'':>8} {cpu:>8.3f}")
+    batch = shadow["batch_ns"]
     print(
-        f"    batch of 1,000: {rows['without']:,.0f} rows/s without, {rows['with']:,.0f} with "
-        f"(ratio {rows['without'] / rows['with']:.3f} in time)"
+        f"    batch of 1,000, ms per batch without / with: wall {batch['without'][0] / 1e6:.0f} / "
+        f"{batch['with'][0] / 1e6:.0f} (x{batch['with'][0] / batch['without'][0]:.3f}), CPU "
+        f"{batch['without'][1] / 1e6:.0f} / {batch['with'][1] / 1e6:.0f} "
+        f"(x{batch['with'][1] / batch['without'][1]:.3f})"
     )
     print()
 
