@@ -10,7 +10,9 @@ scores transactions dated just after the history's end, for random existing cust
       (features from the database, insert, commit, JSON);
   (c) b / a, against the target;
   (d) rows/s of importing the history, (e) rows/s of scoring a batch of 1,000 through the API;
-  (f) the in-process split of (b): features, score, explanation, store, token.
+  (f) the in-process split of (b): features, score, explanation, store, token;
+  (g) a challenger in shadow: (b) and (e) again, interleaved with and without one (a copy of the
+      model under a new version: the same trees, so the same cost as a real challenger's).
 
 Times are medians and 95th percentiles of single calls (time.perf_counter_ns) after a warm-up.
 Nothing is asserted: it prints a table.
@@ -319,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps({"transactions": traffic.bodies(1000)}).encode() for _ in range(args.batches)
     ]
     batch_rows_s = 1000 / (np.median(timed(post, batches)[:, 0]) / 1e9)
+    shadow = measure_shadow(app, db, post, traffic, args)
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -341,9 +344,73 @@ def main(argv: list[str] | None = None) -> None:
         in_requests={k: np.array(v).reshape(-1, 2) for k, v in probes.times.items()},
         throughput=(history_rows / import_seconds, import_seconds, batch_rows_s),
     )
+    report_shadow(shadow)
     with app.app_context():
         counts.flush()  # the daily counts still pending, before the scratch database goes
     scratch.cleanup()
+
+
+def measure_shadow(app, db, post, traffic, args) -> dict:
+    """(g): single requests and batches of 1,000, with and without a challenger in shadow, in
+    interleaved rounds; wall ns per request and rows/s per batch, by "without" / "with"."""
+    from fraudapp.services.distribution import releases
+    from fraudapp.services.serving import registry
+
+    with app.app_context():
+        reg = registry()
+        champion = reg.current()
+        meta = {k: v for k, v in reg.meta(champion).items() if k not in ("sha256", "version")}
+        challenger = reg.install((reg.path(champion) / "model.txt").read_text(), meta)
+        db.session.remove()
+
+    def shadowing(on: bool) -> None:
+        with app.app_context():
+            if on:
+                releases.start_shadow(challenger, "bench")
+            elif releases.challenger():
+                releases.stop_shadow("bench")
+            app.extensions.pop("fraudapp.challenger", None)  # every worker follows within 0.5 s
+            db.session.remove()
+
+    per_round = max(1, args.n // args.rounds)
+    requests = {"without": [], "with": []}
+    batches = {"without": [], "with": []}
+    for round_number in range(args.rounds):
+        for name, on in (("without", False), ("with", True)):
+            shadowing(on)
+            bodies = [json.dumps(body).encode() for body in traffic.bodies(per_round)]
+            requests[name].append(timed(post, bodies))
+            if round_number < args.batches + 1:  # the first round's batch is a warm-up
+                batch = json.dumps({"transactions": traffic.bodies(1000)}).encode()
+                batches[name].append(timed(post, [batch])[0])
+    shadowing(False)
+    return {
+        "challenger": challenger,
+        "requests": {k: np.concatenate(v) for k, v in requests.items()},
+        "batch_ns": {k: np.median(np.array(v[1:]), axis=0) for k, v in batches.items()},
+    }
+
+
+def report_shadow(shadow: dict) -> None:
+    """Print (g): with and without a challenger, and the ratio."""
+    without, with_ = shadow["requests"]["without"], shadow["requests"]["with"]
+    print(f"  (g) a challenger in shadow ({shadow['challenger']}), interleaved rounds")
+    print(f"  {'':<50} {'median':>8} {'p95':>8} {'CPU':>8}")
+    for label, ns in (
+        ("POST /api/v1/predictions, no challenger", without),
+        ("POST /api/v1/predictions, challenger in shadow", with_),
+    ):
+        print(f"    {label:<48} " + "{:>8.1f} {:>8.1f} {:>8.1f}".format(*stats_us(ns)))
+    wall, cpu = (np.median(with_[:, k]) / np.median(without[:, k]) for k in (0, 1))
+    print(f"    {'with / without (medians)':<48} {wall:>8.3f} {'':>8} {cpu:>8.3f}")
+    batch = shadow["batch_ns"]
+    print(
+        f"    batch of 1,000, ms per batch without / with: wall {batch['without'][0] / 1e6:.0f} / "
+        f"{batch['with'][0] / 1e6:.0f} (x{batch['with'][0] / batch['without'][0]:.3f}), CPU "
+        f"{batch['without'][1] / 1e6:.0f} / {batch['with'][1] / 1e6:.0f} "
+        f"(x{batch['with'][1] / batch['without'][1]:.3f})"
+    )
+    print()
 
 
 SPLIT = (  # (label, function name, note)

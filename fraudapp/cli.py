@@ -15,7 +15,7 @@ from .ml.simulate import simulate
 from .ml.training import Windows
 from .services import accounts, demo, tokens
 from .services.distribution import catalog, releases
-from .services.monitoring import alerts
+from .services.monitoring import alerts, learning
 from .services.serving import ModelUnavailable
 from .services.training import runs, trainer
 from .services.training.train import latest_windows, train_and_publish
@@ -124,18 +124,20 @@ def train_command(train_start, train_days, delay_days, test_days, promote, as_js
 
 @click.group("models")
 def models_group() -> None:
-    """List, promote and roll back model versions."""
+    """List, promote, roll back and shadow model versions."""
 
 
 @models_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def models_list(as_json: bool) -> None:
-    """Every version with its test metrics; the serving one is marked."""
-    current = releases.current()
+    """Every version with its test metrics; the serving one is marked *, the challenger in
+    shadow ~."""
+    current, challenger = releases.current(), releases.challenger()
     rows = [
         {
             "version": row["version"],
             "current": row["version"] == current,
+            "challenger": row["version"] == challenger,
             "created_at": row["created_at"],
             "threshold": row["threshold"],
             **{k: row["metrics"].get(k) for k in ("auc", "ap", "cp_at_100", "f1")},
@@ -146,7 +148,7 @@ def models_list(as_json: bool) -> None:
         click.echo(json.dumps(rows))
         return
     for row in rows:
-        mark = "*" if row["current"] else " "
+        mark = "*" if row["current"] else "~" if row["challenger"] else " "
         click.echo(
             f"{mark} {row['version']:<6} {row['created_at']}  AP {_num(row['ap'])}  "
             f"AUC {_num(row['auc'])}  F1 {_num(row['f1'])}  threshold {_num(row['threshold'])}"
@@ -166,6 +168,27 @@ def models_promote(version: str) -> None:
     except runs.RunError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{version} is now serving")
+
+
+@models_group.command("shadow")
+@click.argument("version")
+def models_shadow(version: str) -> None:
+    """Score every prediction with VERSION too, on every node, never deciding with it."""
+    try:
+        runs.start_shadow(version, "cli")
+    except runs.RunError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{version} is in shadow of {releases.current()}")
+
+
+@models_group.command("unshadow")
+def models_unshadow() -> None:
+    """End the shadow: predictions are scored by the serving version alone."""
+    try:
+        version = runs.stop_shadow("cli")
+    except runs.RunError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{version} is no longer in shadow")
 
 
 @models_group.command("rollback")
@@ -264,8 +287,13 @@ def set_password_command(name: str, password: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
 def monitor_command(as_of, as_json: bool) -> None:
-    """Compute the figures, evaluate the alert rules, store a snapshot; exit 1 on an alert."""
+    """Compute the figures, evaluate the alert rules, store a snapshot, apply the shadow policy
+    and refresh the learning panel; exit 1 on an alert."""
     snapshot = alerts.check(as_of.date() if as_of else None)
+    outcome = runs.review_shadow()
+    if outcome:
+        click.echo(f"shadow: {outcome}", err=True)
+    learning.refresh()
     if snapshot.alerts and current_app.config["RETRAIN_ON_ALERT"]:
         run = runs.request_run("alert", "monitor")
         click.echo(f"training run {run.id} is {run.status} (FRAUDAPP_RETRAIN_ON_ALERT)", err=True)

@@ -104,6 +104,8 @@ class Defaults(BaseModel):
     RETRAIN_ON_ALERT: bool = False  # queue a run when `flask monitor` raises an alert
     PROMOTE_AP_MARGIN: float = 0.0  # promote when candidate AP >= champion AP - margin ...
     PROMOTE_MIN_LABELS: int = 1000  # ... and the training window had at least this many labels
+    PROMOTE_SHADOW_DAYS: int = 0  # > 0: such a candidate goes in shadow first, and is promoted
+    # once it has this many labelled days of shadow predictions at AP >= champion's - margin
     TRAINING_PARAMS: dict[str, Any] = {}  # LightGBM parameters over ml.training.DEFAULT_PARAMS
     TRAINER_POLL_SECONDS: float = 5.0
     TRAINER_HEARTBEAT_SECONDS: float = (

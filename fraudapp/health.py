@@ -33,10 +33,20 @@ def healthz():
         problem = serving.unavailable_reason(state)
         body = {"status": "no model", "model_version": None, "released": state.released}
         return jsonify({**body, "problem": problem, **answer}), 503
+    answer |= _challenger()
     if state.degraded:
         body = {"status": "degraded", "model_version": state.serving, "released": state.released}
         return jsonify({**body, "problem": state.problem, **answer})
     return jsonify({"status": "ok", "model_version": state.serving, **answer})
+
+
+def _challenger() -> dict:
+    """The challenger in shadow, and why this worker cannot score with it (it serves the champion
+    alone meanwhile); nothing without a shadow."""
+    version, problem = serving.challenger_state()
+    if version is None:
+        return {}
+    return {"challenger": version, "challenger_problem": problem}
 
 
 def database_problem() -> str | None:

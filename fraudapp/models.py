@@ -149,6 +149,9 @@ class Prediction(db.Model):
     is_fraud: Mapped[bool]
     threshold: Mapped[float]
     model_version: Mapped[str] = mapped_column(String(16), index=True)
+    # The shadowed challenger's score of the same features (never used for the decision).
+    challenger_version: Mapped[str | None] = mapped_column(String(16))
+    challenger_score: Mapped[float | None]
     features: Mapped[dict] = mapped_column(JSON)
     receipt_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
@@ -372,6 +375,22 @@ class DirtyDay(db.Model):
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
+class LearningRow(db.Model):
+    """The learning panel, written by `flask monitor`: a promoted version's first served week
+    against the version it replaced, both scored on the very same labelled transactions."""
+
+    __tablename__ = "learning_rows"
+
+    version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    replaced: Mapped[str | None] = mapped_column(String(16))
+    promoted_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    figures: Mapped[dict] = mapped_column(JSON)  # labels, frauds, ap/f1 of both
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<LearningRow {self.version} vs {self.replaced}>"
+
+
 class ModelVersion(db.Model):
     """A registry version the trainer published, and where prediction nodes download it from."""
 
@@ -388,15 +407,17 @@ class ModelVersion(db.Model):
 
 
 class ModelRelease(db.Model):
-    """A change of the serving version (promotion or rollback); the latest row is what every
-    prediction node must serve. `announced` once the trainer has queued model.published for the
-    nodes (a promotion clicked on a node is announced by the trainer within a second)."""
+    """A change of the serving version (promotion or rollback) or of the shadowed challenger
+    (shadow, unshadow); the latest promotion or rollback is what every prediction node must serve,
+    the latest shadow row (unless an unshadow follows) the version every node also scores with.
+    `announced` once the trainer has queued model.published for the nodes (a change clicked on a
+    node is announced by the trainer within a second)."""
 
     __tablename__ = "model_releases"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[str] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(16))  # promote, rollback
+    action: Mapped[str] = mapped_column(String(16))  # promote, rollback, shadow, unshadow
     actor: Mapped[str] = mapped_column(String(120))
     announced: Mapped[bool] = mapped_column(default=False)  # model.published queued to the nodes
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -25,6 +25,7 @@ def _page(form: NodeForm, status: int = 200):
             "admin/nodes.html",
             form=form,
             current=releases.current(),
+            challenger=releases.challenger(),
             nodes=agent.nodes(),
             endpoints=outbox.endpoints(),
             deliveries=outbox.recent(),

@@ -1,5 +1,6 @@
 """Admin pages of training runs: the runs and the registry, one run's progress, and the buttons
-that queue a run, cancel it, promote a version and roll back (all POST, CSRF, post/redirect/get)."""
+that queue a run, cancel it, promote a version, roll back, and shadow a version or stop its shadow
+(all POST, CSRF, post/redirect/get)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def training_runs():
         "admin/runs.html",
         runs=runs_service.recent(),
         serving=releases.current(),
+        challenger=releases.challenger(),
         versions=catalog.versions(),
         previous=releases.previous(),
         every_days=current_app.config["RETRAIN_EVERY_DAYS"],
@@ -53,7 +55,15 @@ def training_run(run_id: int):
     """One run: status and progress (polled while active), windows, candidate against champion."""
     _fail_stale()
     run = db.get_or_404(TrainingRun, run_id)
-    return render_template("admin/run.html", run=run, metrics=METRICS, serving=releases.current())
+    challenger = releases.challenger()
+    return render_template(
+        "admin/run.html",
+        run=run,
+        metrics=METRICS,
+        serving=releases.current(),
+        challenger=challenger,
+        evidence=runs_service.shadow_evidence() if run.version == challenger else None,
+    )
 
 
 @bp.get("/runs/<id:run_id>.json")
@@ -116,6 +126,39 @@ def promote_model(version: str):
     else:
         flash(f"{version} is now serving (every node within seconds).", "success")
     return redirect(url_for("admin.training_runs"))
+
+
+@bp.post("/models/<version>/shadow")
+@role_required("admin")
+def shadow_model(version: str):
+    """Score every prediction with a version too, on every node, never deciding with it."""
+    try:
+        runs_service.start_shadow(version, current_user.username)
+    except runs_service.RunError as exc:
+        flash(f"Cannot shadow {version}: {exc}.", "error")
+        return redirect(url_for("admin.training_runs"))
+    flash(f"{version} is in shadow: every prediction is also scored by it.", "success")
+    return _to_run_of(version)
+
+
+@bp.post("/models/unshadow")
+@role_required("admin")
+def unshadow_model():
+    """End the shadow."""
+    try:
+        version = runs_service.stop_shadow(current_user.username)
+    except runs_service.RunError as exc:
+        flash(f"Cannot stop the shadow: {exc}.", "error")
+        return redirect(url_for("admin.training_runs"))
+    flash(f"{version} is no longer in shadow.", "success")
+    return _to_run_of(version)
+
+
+def _to_run_of(version: str):
+    run_id = runs_service.run_of(version)
+    if run_id is None:
+        return redirect(url_for("admin.training_runs"))
+    return redirect(url_for("admin.training_run", run_id=run_id, _anchor="shadow"))
 
 
 @bp.post("/models/rollback")

@@ -11,7 +11,8 @@ from flask_login import current_user
 from ..auth.decorators import role_required
 from ..feedback.forms import choices
 from ..services import audit, serving
-from ..services.monitoring import alerts, figures
+from ..services.monitoring import alerts, figures, learning
+from ..services.training import runs
 from ..services.transactions.limits import page_number, utc_midnight
 from . import bp
 from .forms import AuditFilterForm, PeriodForm, ThresholdForm
@@ -35,6 +36,9 @@ def dashboard():
         period=period,
         data=figures.dashboard(period),
         snapshots=alerts.latest_snapshots(),
+        shadowing=runs.shadow_evidence(),
+        shadow_run=runs.shadow_run_id(),
+        learning=learning.panel(),
     )
 
 

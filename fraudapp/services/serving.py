@@ -1,4 +1,5 @@
-"""The model this worker serves, its decision threshold, and the registry it comes from."""
+"""The model this worker serves, its decision threshold, the registry it comes from, and the
+shadowed challenger it also scores with (never for a decision)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..ml.registry import LoadedModel, Registry, RegistryError, ServingModel, ServingState
-from ..models import ModelSetting
+from ..models import ModelRelease, ModelSetting
 from . import audit
+
+SERVING_ACTIONS = ("promote", "rollback")  # release rows that change the serving version
+SHADOW_ACTIONS = ("shadow", "unshadow")  # release rows that change the challenger
 
 
 class ModelUnavailable(Exception):
@@ -100,3 +104,45 @@ def set_threshold(version: str, threshold: float, user: str) -> None:
     setting.threshold, setting.updated_by = threshold, user
     audit.record("threshold.changed", target=version, details={"from": old, "to": threshold})
     db.session.commit()
+
+
+def shadowed() -> str | None:
+    """The challenger every node also scores with, from the database (None: no shadow)."""
+    row = db.session.execute(
+        select(ModelRelease.version, ModelRelease.action)
+        .where(ModelRelease.action.in_(SHADOW_ACTIONS))
+        .order_by(ModelRelease.id.desc())
+        .limit(1)
+    ).first()
+    return row.version if row is not None and row.action == "shadow" else None
+
+
+def challenger_model() -> LoadedModel | None:
+    """The challenger this worker scores beside the champion: the database's shadow pointer
+    re-read, and the version loaded, at most once per MODEL_CHECK_INTERVAL (a new challenger is
+    picked up without a restart). None without a shadow, or while the challenger cannot be loaded
+    here — the champion serves regardless (see `challenger_state`)."""
+    return _challenger_entry()[1]
+
+
+def challenger_state() -> tuple[str | None, str | None]:
+    """(the challenger's version, why this worker cannot score with it — None when it can)."""
+    version, _, problem = _challenger_entry()[2]
+    return version, problem
+
+
+def _challenger_entry() -> tuple[float, LoadedModel | None, tuple]:
+    now = time.monotonic()
+    extensions = current_app.extensions
+    cached = extensions.get("fraudapp.challenger")
+    if cached and cached[0] > now:
+        return cached
+    version, model, problem = shadowed(), None, None
+    if version is not None:
+        try:
+            model = _serving().version(version)
+        except RegistryError as exc:
+            problem = f"{exc} (serving the champion alone)"
+    entry = (now + current_app.config["MODEL_CHECK_INTERVAL"], model, (version, model, problem))
+    extensions["fraudapp.challenger"] = entry
+    return entry

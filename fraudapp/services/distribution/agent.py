@@ -15,8 +15,8 @@ from ...errors import unreachable
 from ...extensions import db
 from ...ml.registry import RegistryError
 from ...models import NodeStatus, dialect_insert, utcnow
-from ..serving import model_state
-from .releases import ReleaseError, current, sync
+from ..serving import challenger_state, model_state
+from .releases import ReleaseError, current, sync, sync_challenger
 
 FALLBACK_PREFIX = "serving "  # starts the heartbeat's error of a process serving a fallback
 
@@ -69,17 +69,21 @@ def node_name() -> str:
     return config["NODE_NAME"] or config["NODE_URL"] or socket.gethostname()
 
 
-def heartbeat(error: str | None = None) -> None:
+def heartbeat(error: str | None = None, note: str | None = None) -> None:
     """Report the version this process serves (and why, when it is not the released one: a
-    damaged model file), and either a success or the error of this round (kept as the last error
-    until the next one); commits."""
+    damaged model file; and when the challenger in shadow cannot be scored here — `note`, or this
+    worker's own failure to load it), and either a success or the error of this round (kept as
+    the last error until the next one); commits."""
     config = current_app.config
     now = utcnow()
     state = model_state()
-    shown = error
+    challenger_problem = note or challenger_state()[1]
+    if challenger_problem and not challenger_problem.startswith("challenger"):
+        challenger_problem = f"challenger {challenger_state()[0]}: {challenger_problem}"
+    shown = "; ".join(filter(None, [error, challenger_problem])) or None
     if state.degraded:
         served = f"{FALLBACK_PREFIX}{state.serving or 'nothing'} instead of {state.released}"
-        shown = "; ".join(filter(None, [f"{served}: {state.problem}", error]))
+        shown = "; ".join(filter(None, [f"{served}: {state.problem}", shown]))
     values = {
         "name": node_name(),
         "role": config["ROLE"],
@@ -167,14 +171,15 @@ def _agent(app, interval: float, stop: threading.Event) -> None:
 def tick() -> None:
     """One round of the agent: converge on the current version, then report it with this round's
     success or error; raises what went wrong (after reporting it, when the database allows)."""
-    failure = None
+    failure, note = None, None
     try:
         sync()
+        note = sync_challenger()  # a challenger that cannot be installed is only reported
     except Exception as exc:  # reported below, then raised
         db.session.rollback()
         failure = exc
     try:
-        heartbeat(failure and describe(failure))
+        heartbeat(failure and describe(failure), note)
     except Exception:
         db.session.rollback()
         if failure is None:

@@ -6,6 +6,10 @@ request), checks it (sha256, feature list, a model that loads) before writing an
 in its own registry and moves its CURRENT pointer; its workers follow the pointer. Nodes learn of a
 release by a signed webhook (`receiver`) and, should one be missed, by comparing with the database
 when they start and every NODE_SYNC_SECONDS (`agent`).
+
+A shadowed challenger lives in the same table (actions "shadow" and "unshadow"): it is announced
+and installed on every node like a release, and every worker scores with it beside the champion
+(`serving.challenger_model`) without ever deciding with it.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from ...ml.registry import Registry, RegistryError, previous_of, verified_booste
 from ...models import ModelRelease, ModelVersion
 from ...signing import HEADER, artifact_message, sign
 from .. import audit
-from ..serving import registry
+from ..serving import SERVING_ACTIONS, registry, shadowed
 from . import outbox
 from .catalog import ReleaseError, register_if_local
 
 ACTIONS = {"promote": "model.promoted", "rollback": "model.rolled_back"}
+_SERVING = ModelRelease.action.in_(SERVING_ACTIONS)
 
 
 class ArtifactError(ReleaseError):
@@ -46,7 +51,9 @@ class FetchError(ReleaseError):
 
 def released() -> str | None:
     """The version of the latest release recorded in the database (None before the first)."""
-    return db.session.scalar(select(ModelRelease.version).order_by(ModelRelease.id.desc()))
+    return db.session.scalar(
+        select(ModelRelease.version).where(_SERVING).order_by(ModelRelease.id.desc()).limit(1)
+    )
 
 
 def current() -> str | None:
@@ -58,7 +65,9 @@ def previous() -> str | None:
     """The version a rollback returns to."""
     changes = [
         (row.version, row.action)
-        for row in db.session.scalars(select(ModelRelease).order_by(ModelRelease.id))
+        for row in db.session.scalars(
+            select(ModelRelease).where(_SERVING).order_by(ModelRelease.id)
+        )
     ]
     return previous_of(changes) if changes else registry().previous()
 
@@ -75,20 +84,88 @@ def release(version: str, action: str, actor: str, details: dict | None = None) 
         reg.load(version)  # verified here before any node is told
     except RegistryError as exc:
         raise ReleaseError(str(exc)) from exc
-    if released() is None:  # the first release: the registry's own history comes first
-        for old_version, old_action in reg.changes():
-            db.session.add(
-                ModelRelease(
-                    version=old_version, action=old_action, actor="registry", announced=True
-                )
-            )
+    _record_registry_history()
     announcer = current_app.config["ROLE"] != "web"
     db.session.add(ModelRelease(version=version, action=action, actor=actor, announced=announcer))
+    if version == challenger():  # the challenger now serves: its shadow ends
+        db.session.add(
+            ModelRelease(version=version, action="unshadow", actor=actor, announced=True)
+        )
     audit.record(ACTIONS[action], target=version, actor=actor, details=details)
     deliveries = outbox.announce(register_if_local(version)) if announcer else []
     db.session.commit()
     sync(action)
     outbox.deliver([delivery.id for delivery in deliveries])
+
+
+def _record_registry_history() -> None:
+    """Before the first release (or shadow) is recorded: the registry's own history comes first,
+    so the database knows what serves."""
+    if released() is not None:
+        return
+    for old_version, old_action in registry().changes():
+        db.session.add(
+            ModelRelease(version=old_version, action=old_action, actor="registry", announced=True)
+        )
+
+
+# -- the shadowed challenger --------------------------------------------------------------------
+
+
+def challenger() -> str | None:
+    """The version in shadow: every node scores each prediction with it too (None: no shadow)."""
+    return shadowed()
+
+
+def start_shadow(version: str, actor: str) -> None:
+    """Put a version in shadow on every node (installed and verified here first; announced to the
+    nodes like a release); audited; commits. Refused (ReleaseError) for the champion, an unknown
+    version or one that does not load; a version already in shadow is left as it is."""
+    champion = current()
+    if champion is None:
+        raise ReleaseError("no version serves yet: promote one before shadowing another")
+    if version == champion:
+        raise ReleaseError(f"{version} is the serving version (the champion): shadow another one")
+    if version == challenger():
+        return
+    ensure_installed(version)
+    try:
+        registry().load(version)
+    except RegistryError as exc:
+        raise ReleaseError(str(exc)) from exc
+    _record_registry_history()
+    announcer = current_app.config["ROLE"] != "web"
+    db.session.add(ModelRelease(version=version, action="shadow", actor=actor, announced=announcer))
+    audit.record("model.shadowed", target=version, actor=actor, details={"champion": champion})
+    deliveries = outbox.announce(register_if_local(version)) if announcer else []
+    db.session.commit()
+    outbox.deliver([delivery.id for delivery in deliveries])
+
+
+def stop_shadow(actor: str) -> str:
+    """End the shadow (the nodes stop scoring with the challenger within a second); the version
+    that was in shadow; audited; commits. ReleaseError when none is."""
+    version = challenger()
+    if version is None:
+        raise ReleaseError("no version is in shadow")
+    db.session.add(ModelRelease(version=version, action="unshadow", actor=actor, announced=True))
+    audit.record("model.unshadowed", target=version, actor=actor)
+    db.session.commit()
+    return version
+
+
+def sync_challenger() -> str | None:
+    """On a node: install the challenger unless installed already; why it could not be (the node
+    goes on serving the champion alone), None when it is installed or there is none."""
+    version = challenger()
+    if version is None:
+        return None
+    try:
+        ensure_installed(version)
+    except (ReleaseError, RegistryError) as exc:
+        db.session.rollback()
+        return f"challenger {version} not installed: {exc}"
+    return None
 
 
 def announce_pending() -> int:
@@ -109,8 +186,12 @@ def announce_pending() -> int:
         db.session.rollback()
         return 0
     deliveries = []
-    if pending[-1].version == released():
-        deliveries = outbox.announce(register_if_local(pending[-1].version))
+    serving = [row for row in pending if row.action in SERVING_ACTIONS]
+    if serving and serving[-1].version == released():
+        deliveries += outbox.announce(register_if_local(serving[-1].version))
+    shadows = [row for row in pending if row.action == "shadow"]
+    if shadows and shadows[-1].version == challenger():
+        deliveries += outbox.announce(register_if_local(shadows[-1].version))
     db.session.commit()
     return len(deliveries)
 

@@ -27,6 +27,7 @@ from ...ml.training import predict, split
 from ...models import TrainingRun, utcnow
 from .. import audit
 from ..distribution import releases
+from ..monitoring import shadow
 from ..serving import registry
 from ..transactions.history import load_history
 from .train import choose_and_train, latest_windows, publish
@@ -94,6 +95,93 @@ def promote(version: str, by: str) -> None:
         update(TrainingRun).where(TrainingRun.version == version).values(promotion="promoted")
     )
     db.session.commit()
+
+
+def start_shadow(version: str, by: str) -> None:
+    """Put a version in shadow on every node (its run, if any, becomes "shadowing"); audited.
+    RunError for the champion, an unknown version or one that does not load."""
+    try:
+        _shadow(version, by)
+    except (RegistryError, releases.ReleaseError) as exc:
+        db.session.rollback()
+        raise RunError(str(exc)) from exc
+
+
+def _shadow(version: str, by: str) -> None:
+    """Shadow a version; its run becomes "shadowing", the run of the challenger it replaces
+    awaits approval again."""
+    replaced = releases.challenger()
+    releases.start_shadow(version, by)
+    if replaced not in (None, version):
+        _mark_run(replaced, "awaiting approval", only="shadowing")
+    _mark_run(version, "shadowing")
+
+
+def stop_shadow(by: str) -> str:
+    """End the shadow; the version that was in it (its run awaits approval again); audited."""
+    try:
+        version = releases.stop_shadow(by)
+    except releases.ReleaseError as exc:
+        db.session.rollback()
+        raise RunError(str(exc)) from exc
+    _mark_run(version, "awaiting approval", only="shadowing")
+    return version
+
+
+def _mark_run(version: str, promotion: str, only: str | None = None) -> None:
+    statement = update(TrainingRun).where(TrainingRun.version == version)
+    if only is not None:
+        statement = statement.where(TrainingRun.promotion == only)
+    db.session.execute(statement.values(promotion=promotion))
+    db.session.commit()
+
+
+def shadow_evidence() -> dict | None:
+    """The champion against the challenger in shadow on their shared labelled transactions
+    (`monitoring.shadow.compare`); None without a challenger."""
+    version, champion = releases.challenger(), releases.current()
+    if version is None or champion is None:
+        return None
+    return shadow.compare(champion, version)
+
+
+def run_of(version: str) -> int | None:
+    """The training run that produced a version (None: trained by the CLI or imported)."""
+    return db.session.scalar(
+        select(TrainingRun.id).where(TrainingRun.version == version).order_by(TrainingRun.id)
+    )
+
+
+def shadow_run_id() -> int | None:
+    """The training run of the challenger in shadow, if any."""
+    version = releases.challenger()
+    return None if version is None else run_of(version)
+
+
+def review_shadow() -> str | None:
+    """Apply the shadow policy (PROMOTE_SHADOW_DAYS > 0): promote the challenger once it has that
+    many labelled days of shadow predictions and its AP on those shared transactions is at least
+    the champion's minus PROMOTE_AP_MARGIN, else leave it in shadow; what was done (None: no
+    challenger, or the policy is off)."""
+    config = current_app.config
+    days, version = config["PROMOTE_SHADOW_DAYS"], releases.challenger()
+    champion = releases.current()
+    if days <= 0 or version is None or champion is None:
+        return None
+    evidence = shadow.compare(champion, version)
+    if evidence["days"] < days:
+        return f"{version} stays in shadow: {evidence['days']} of {days} labelled days"
+    mine, theirs = evidence["challenger"]["ap"], evidence["champion"]["ap"]
+    if mine is None or (theirs is not None and mine < theirs - config["PROMOTE_AP_MARGIN"]):
+        return f"{version} stays in shadow: AP {_ap(mine)} against {champion}'s {_ap(theirs)}"
+    details = {"shadow_days": evidence["days"], "challenger_ap": mine, "champion_ap": theirs}
+    releases.release(version, "promote", "trainer", details=details)
+    _mark_run(version, "promoted")
+    return f"promoted {version}: AP {_ap(mine)} against {champion}'s {_ap(theirs)}"
+
+
+def _ap(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def rollback(by: str) -> str:
@@ -358,7 +446,8 @@ def _champion_metrics(history, rows: np.ndarray) -> tuple[str | None, dict | Non
 
 def _apply_policy(run: TrainingRun) -> str:
     """Promote when the candidate's AP is at least the champion's minus the margin and enough
-    labels were seen; otherwise leave it awaiting an admin's approval."""
+    labels were seen — or, with PROMOTE_SHADOW_DAYS > 0 and a champion serving, put it in shadow
+    first (`review_shadow` promotes it later); otherwise leave it awaiting an admin's approval."""
     config = current_app.config
     candidate = (run.candidate_metrics or {}).get("ap")
     champion = (run.champion_metrics or {}).get("ap")
@@ -366,6 +455,9 @@ def _apply_policy(run: TrainingRun) -> str:
     better = candidate is not None and (
         champion is None or candidate >= champion - config["PROMOTE_AP_MARGIN"]
     )
+    if enough and better and config["PROMOTE_SHADOW_DAYS"] > 0 and run.champion_version:
+        _shadow(run.version, "trainer")
+        return "shadowing"
     if enough and better:
         releases.release(
             run.version,

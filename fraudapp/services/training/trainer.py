@@ -20,7 +20,7 @@ from flask import current_app
 
 from ...extensions import db
 from ..distribution import agent, catalog, outbox, releases
-from .runs import claim, execute, fail_stale, fail_worker, schedule_due
+from .runs import claim, execute, fail_stale, fail_worker, review_shadow, schedule_due
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -33,6 +33,9 @@ class Stopped(BaseException):  # noqa: N818 — like KeyboardInterrupt, not an e
     def __init__(self, signum: int) -> None:
         self.signal = signal.Signals(signum).name
         super().__init__(self.signal)
+
+
+SHADOW_REVIEW_SECONDS = 60.0  # how often the loop applies the shadow policy (`review_shadow`)
 
 
 def worker_name() -> str:
@@ -56,10 +59,16 @@ def work(once: bool, poll_seconds: float, log=print) -> int:
     )
     courier.start()
     previous = _raise_stopped_on_signals()
+    review_due = 0.0
     try:
         while True:
             fail_stale(config["TRAINER_STALE_SECONDS"])
             schedule_due(config["RETRAIN_EVERY_DAYS"])
+            if time.monotonic() >= review_due:  # the shadow policy, once a minute
+                review_due = time.monotonic() + SHADOW_REVIEW_SECONDS
+                outcome = review_shadow()
+                if outcome and outcome.startswith("promoted"):
+                    log(f"shadow: {outcome}")
             run = claim(name)
             if run is None:
                 if once:

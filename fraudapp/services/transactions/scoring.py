@@ -9,6 +9,10 @@ transactions one by one.
 A consented transaction carrying an external id (the API's `transaction_id`) is stored once: sent
 again by the same API token with the same details, it is answered from storage (a replay: same
 id, score, decision, threshold and version) instead of being scored and stored twice.
+
+While a challenger is in shadow, each batch's feature rows are also scored by it in one more
+booster call; its score is stored beside the champion's on stored predictions and never decides
+nor leaves the process in an answer.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ from sqlalchemy import BigInteger, Integer, bindparam, cast, func, literal_colum
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
-from ...ml import features
+from ...ml import columns, features
 from ...ml.explain import explain_rows
 from ...ml.registry import LoadedModel
 from ...models import Prediction, Transaction
 from ...telemetry import record_predictions
-from ..serving import decision_threshold, serving_model
+from ..serving import challenger_model, decision_threshold, serving_model
 from . import history
 from .changes import mark_days
 from .counts import count_predictions
@@ -74,6 +78,8 @@ class Scored:
     id: int | None = None  # the stored prediction's id (None without consent)
     receipt: str | None = None  # the code that lets the person see or delete what is stored
     replayed: bool = False  # answered from storage: its transaction_id was stored already
+    challenger_version: str | None = None  # the challenger in shadow that also scored it ...
+    challenger_score: float | None = None  # ... and its score (stored only, never answered)
 
     def as_json(self, explain: bool) -> dict:
         """The API representation."""
@@ -345,6 +351,7 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
     consents = [items[index][1] for index in run]
     rows = features_of(txs, consents)
     scores = model.score_many(rows)
+    challenger, shadow_scores = shadow_scores_of(model, rows)
     threshold = decision_threshold(model)
     explanations = (
         explain_rows(model, rows, current_app.config["EXPLAIN_TOP"])
@@ -359,8 +366,12 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
             model_version=model.version,
             features=dict(zip(model.feature_names, row.tolist(), strict=True)),
             explanation=explanation,
+            challenger_version=challenger,
+            challenger_score=shadow,
         )
-        for probability, row, explanation in zip(scores, model.own(rows), explanations, strict=True)
+        for probability, row, explanation, shadow in zip(
+            scores, model.own(rows), explanations, shadow_scores, strict=True
+        )
     ]
     stored = [k for k, consent in enumerate(consents) if consent]
     if stored:
@@ -370,6 +381,21 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
         for k, (prediction_id, receipt) in zip(stored, ids, strict=True):
             results[k].id, results[k].receipt = prediction_id, receipt
     return results
+
+
+def shadow_scores_of(champion: LoadedModel, rows: np.ndarray) -> tuple[str | None, list]:
+    """The challenger's version and its scores of the champion's feature rows (one booster call,
+    the rows in the challenger's own feature order); (None, [None, ...]) without a challenger
+    in shadow, or while it cannot be scored here — the champion's answer never waits on it."""
+    challenger = challenger_model()
+    if challenger is None or challenger.version == champion.version:
+        return None, [None] * len(rows)
+    try:
+        mine = columns.in_order(rows, features.FEATURES, challenger.booster.feature_name())
+        return challenger.version, challenger.score_many(mine).tolist()
+    except Exception:  # noqa: BLE001 — a challenger's fault must never fail a prediction
+        current_app.logger.exception("challenger %s could not score", challenger.version)
+        return None, [None] * len(rows)
 
 
 def _repeated(items, first: int, index: int, results) -> Scored:
@@ -495,6 +521,8 @@ def store_predictions(
                 "is_fraud": result.is_fraud,
                 "threshold": result.threshold,
                 "model_version": result.model_version,
+                "challenger_version": result.challenger_version,
+                "challenger_score": result.challenger_score,
                 "features": result.features,
                 "receipt_hash": receipt_hash,
                 "api_token_id": api_token_id,
