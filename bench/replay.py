@@ -186,12 +186,12 @@ def replay_pass(frame, start, args, shadow: bool) -> Pass:
     with app.app_context():
         db.create_all()
         first = setup(frame, start, args.train_days)
-        done = _stream(app, frame, start, args, shadow)
+        done = _stream(app, frame, start, args, shadow, first)
         scores, never = _served(first)
         return Pass(scores, never, first, *done)
 
 
-def _stream(app, frame, start, args, shadow: bool) -> tuple[list[str], list[float]]:
+def _stream(app, frame, start, args, shadow: bool, first: str) -> tuple[list[str], list[float]]:
     """Score, label and retrain day by day; what each run chose, and how long each took."""
     token, client = tokens.create_token("replay"), app.test_client()
     chosen, seconds = [], []
@@ -203,6 +203,7 @@ def _stream(app, frame, start, args, shadow: bool) -> tuple[list[str], list[floa
             _log(runs.review_shadow())
         score_day(client, token, _day(frame, day))
         if i % 7 == 6:
+            _week_so_far(frame, days[i - 6], first)
             started = time.perf_counter()
             runs.request_run("schedule", "replay")
             trainer.work(once=True, poll_seconds=0, log=lambda message: print("  " + message))
@@ -211,6 +212,20 @@ def _stream(app, frame, start, args, shadow: bool) -> tuple[list[str], list[floa
             print("  " + chosen[-1])
         print(f"{day.date()}: {len(_day(frame, day))} scored, serving {registry().current()}")
     return chosen, seconds
+
+
+def _week_so_far(frame, monday, first: str) -> None:
+    """The week just scored: AP of the served models and of v1 (printed as the replay goes, so
+    a replay cut short still tells)."""
+    scores, never = _served(first)
+    week = frame[
+        (frame["TX_DATETIME"] >= monday) & (frame["TX_DATETIME"] < monday + pd.Timedelta(days=7))
+    ]
+    keys = ("replay-" + week["TRANSACTION_ID"].astype(str)).tolist()
+    y = week["TX_FRAUD"].to_numpy()
+    served, v1 = _ap(y, [scores[k][0] for k in keys]), _ap(y, [never[k] for k in keys])
+    versions = ",".join(sorted({scores[k][1] for k in keys}))
+    print(f"  week of {monday.date()}: AP served {_num(served)} ({versions}), v1 {_num(v1)}")
 
 
 def _log(message: str | None) -> None:
