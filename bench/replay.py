@@ -315,14 +315,13 @@ def _ap(y, scores) -> float | None:
 
 def recovery(table: list[dict], drift_week: int, way: str) -> dict:
     """Pre-drift AP (mean of the weeks before the drift), the AP of each week after, and the
-    weeks after the drift until a week reaches 90 % of it (None: never)."""
+    weekly retrains after the drift until the AP reaches 90 % of the pre-drift AP and stays there
+    in every later week (None: not in the replayed weeks)."""
     before = [row[way] for row in table[:drift_week] if row[way] is not None]
     after = [row[way] for row in table[drift_week:]]
     pre = float(np.mean(before)) if before else None
-    weeks = next(
-        (i for i, ap in enumerate(after) if pre and ap is not None and ap >= RECOVERED * pre),
-        None,
-    )
+    ok = [pre is not None and ap is not None and ap >= RECOVERED * pre for ap in after]
+    weeks = next((i for i in range(len(ok)) if all(ok[i:])), None)
     return {"pre": pre, "after": after, "weeks": weeks}
 
 
@@ -349,11 +348,16 @@ def print_table(table: list[dict], shadow: bool) -> None:
 
 def print_recovery(table: list[dict], drift_week: int, shadow: bool) -> None:
     """Pre-drift AP, AP after the drift and weeks to recover, per way of serving."""
-    print(f"\ndrift from week {drift_week + 1} ({table[drift_week]['week']}):")
+    print(
+        f"\ndrift from week {drift_week + 1} ({table[drift_week]['week']}); recovered: AP at least "
+        f"{RECOVERED:.0%} of the pre-drift AP in that week and every later one"
+    )
     for way in ("never", "weekly", *(("shadow",) if shadow else ())):
         r = recovery(table, drift_week, way)
         after = ", ".join(_num(ap) for ap in r["after"])
-        recovered = "never" if r["weeks"] is None else f"after {r['weeks']} weekly retrain(s)"
+        recovered = (
+            "no" if r["weeks"] is None else f"from the week after {r['weeks']} weekly retrain(s)"
+        )
         print(f"  {way:<7} pre-drift AP {_num(r['pre'])}; after: {after}; recovered: {recovered}")
     never = recovery(table, drift_week, "never")
     low = all(ap is not None and ap < RECOVERED * never["pre"] for ap in never["after"])
