@@ -77,10 +77,7 @@ def heartbeat(error: str | None = None, note: str | None = None) -> None:
     config = current_app.config
     now = utcnow()
     state = model_state()
-    challenger_problem = note or challenger_state()[1]
-    if challenger_problem and not challenger_problem.startswith("challenger"):
-        challenger_problem = f"challenger {challenger_state()[0]}: {challenger_problem}"
-    shown = "; ".join(filter(None, [error, challenger_problem])) or None
+    shown = "; ".join(filter(None, [error, note or _challenger_problem()])) or None
     if state.degraded:
         served = f"{FALLBACK_PREFIX}{state.serving or 'nothing'} instead of {state.released}"
         shown = "; ".join(filter(None, [f"{served}: {state.problem}", shown]))
@@ -104,6 +101,12 @@ def heartbeat(error: str | None = None, note: str | None = None) -> None:
         )
     )
     db.session.commit()
+
+
+def _challenger_problem() -> str | None:
+    """Why this worker cannot score with the challenger in shadow (None: it can, or none)."""
+    version, problem = challenger_state()
+    return problem and f"challenger {version}: {problem}"
 
 
 def nodes() -> list[dict]:
