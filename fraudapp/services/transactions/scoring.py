@@ -344,7 +344,8 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
     txs = [items[index][0] for index in run]
     consents = [items[index][1] for index in run]
     rows = features_of(txs, consents)
-    scores = model.score_many(rows)
+    own = model.own(rows)  # the version's columns, picked once
+    scores = model.score_own(own)
     threshold = decision_threshold(model)
     explanations = (
         explain_rows(model, rows, current_app.config["EXPLAIN_TOP"])
@@ -360,7 +361,7 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
             features=dict(zip(model.feature_names, row.tolist(), strict=True)),
             explanation=explanation,
         )
-        for probability, row, explanation in zip(scores, model.own(rows), explanations, strict=True)
+        for probability, row, explanation in zip(scores, own, explanations, strict=True)
     ]
     stored = [k for k, consent in enumerate(consents) if consent]
     if stored:
