@@ -97,7 +97,7 @@ def main() -> None:
     if args.validation:
         folds["validation folds (mean of 3)"] = list(VALIDATION_STARTS)
     cases = [("at the delay (Handbook import)", None)]
-    cases += [(f"{days:g} days after the transaction", days) for days in args.after]
+    cases += [(f"{days:g} day(s) after the transaction", days) for days in args.after]
     histories = {known: with_feedback_after(raw, days) for known, days in cases}
     without = f"without ({len(WITHOUT)})"
     with_them = f"with known frauds ({len(features.FEATURES)})"

@@ -94,7 +94,10 @@ class LoadedModel:
 
     def score_many(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
         """Fraud probabilities of a full feature matrix."""
-        own = self.own(rows)
+        return self.score_own(self.own(rows), threads)
+
+    def score_own(self, own: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Fraud probabilities of a matrix of the version's own columns (`own`)."""
         with self._lock:
             return self.booster.predict(own, num_threads=threads)
 

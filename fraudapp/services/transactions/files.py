@@ -160,7 +160,8 @@ class _FileScorer:
             self.recent.terminals(),
             _stored_labels(first, last),
         )
-        scores = self.model.score_many(rows, self.threads)
+        own = self.model.own(rows)  # the version's columns, picked once
+        scores = self.model.score_own(own, self.threads)
         flagged = scores >= self.threshold
         reasons = np.full(len(chunk), "", dtype=object)
         if flagged.any():
@@ -170,7 +171,7 @@ class _FileScorer:
             ]
         _write(output, chunk, scores, flagged, self.threshold, self.model.version, reasons)
         if self.store:
-            self._store(chunk, rows, scores, flagged)
+            self._store(chunk, own, scores, flagged)
         self.recent.add(chunk)
         self._summarize(scores, flagged)
 
@@ -202,9 +203,10 @@ class _FileScorer:
         self.recent.add_stored(fetch_table(result, 5))
         self.fetched_until = last
 
-    def _store(self, chunk, rows, scores, flagged) -> None:
-        """Add the chunk's rows and predictions to the history, in bulk: a staging table loaded
-        by COPY (PostgreSQL) or executemany (SQLite), then two INSERT … SELECT."""
+    def _store(self, chunk, own, scores, flagged) -> None:
+        """Add the chunk's rows and predictions (`own`: the model's feature columns) to the
+        history, in bulk: a staging table loaded by COPY (PostgreSQL) or executemany (SQLite),
+        then two INSERT … SELECT."""
         connection = db.session.connection()
         postgres = connection.dialect.name == "postgresql"
         if not self.summary.stored:
@@ -218,7 +220,7 @@ class _FileScorer:
             chunk["amount"].tolist(),
             scores.tolist(),
             flagged.astype(int).tolist(),
-            [self.features_json % tuple(row) for row in self.model.own(rows).tolist()],
+            [self.features_json % tuple(row) for row in own.tolist()],
             strict=True,
         )
         cursor = connection.connection.driver_connection.cursor()

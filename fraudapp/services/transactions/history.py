@@ -305,7 +305,8 @@ LABELS_OF_GROUPS_IN_PERIOD = _label_events_statement(  # ... of some terminals o
 def label_events(statement, params: dict) -> LabelEvents:
     """The labels a `_label_events_statement` selects, as numpy columns; known in whole seconds,
     rounded up (known by t: known_at ≤ t)."""
-    rows = db.session.execute(statement, params).all()
+    # on the session's connection, as plain Core: the ORM's result layer costs more than the query
+    rows = db.session.connection().execute(statement, params).all()
     columns = list(zip(*rows, strict=True)) if rows else [()] * 7
     known = [math.ceil(when.timestamp()) for when in columns[4]]
     return LabelEvents(

@@ -350,7 +350,8 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
     txs = [items[index][0] for index in run]
     consents = [items[index][1] for index in run]
     rows = features_of(txs, consents)
-    scores = model.score_many(rows)
+    own = model.own(rows)  # the version's columns, picked once
+    scores = model.score_own(own)
     challenger, shadow_scores = shadow_scores_of(model, rows)
     threshold = decision_threshold(model)
     explanations = (
@@ -370,7 +371,7 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
             challenger_score=shadow,
         )
         for probability, row, explanation, shadow in zip(
-            scores, model.own(rows), explanations, shadow_scores, strict=True
+            scores, own, explanations, shadow_scores, strict=True
         )
     ]
     stored = [k for k, consent in enumerate(consents) if consent]
