@@ -32,7 +32,10 @@ def test_replay_retrains_from_feedback_and_reports_per_week():
     lines = _replay("--weeks", "2", "--simulated", "--customers", "500")
     run = next(line for line in lines if "run 1: succeeded, version v2" in line)
     chosen = next(line for line in lines if line.startswith("  run 1: v2 kept "))
-    assert chosen.count("validation AP") == 1 and chosen.count("d/default") == 3
+    tried = chosen.split("(validation AP: ")[1].split(")")[0].split(", ")
+    assert [trial.split()[0] for trial in tried] == [
+        f"{days}d/{variant}" for days in (14, 28, 56) for variant in ("default", "wider")
+    ]
     table = _table(lines, 2)
     # the second week is served by the retrained model when the policy promoted it
     assert table[1][3] == ("v2" if run.endswith("promoted") else "v1")
