@@ -62,9 +62,8 @@ def test_after_a_new_fraud_pattern_weekly_retraining_recovers_and_v1_does_not():
     table = _table(lines, 5)
     never = [float(row[4]) for row in table]
     weekly = [float(row[5]) for row in table]
-    # the drift costs v1 and the loop alike in its first week ...
-    assert never[2] < 0.9 * (never[0] + never[1]) / 2
-    # ... then retraining beats v1 in every later week, by a margin at the end
-    assert all(w > n for w, n in zip(weekly[3:], never[3:], strict=True))
-    assert weekly[4] > never[4] + 0.05
+    # after the drift, retraining beats v1 in every week, by far at the end, where v1 has lost
+    # much of its first week's AP
+    assert all(w > n for w, n in zip(weekly[2:], never[2:], strict=True))
+    assert weekly[4] > never[4] + 0.1 and never[4] < never[0] - 0.05
     assert any(line.strip().startswith("weekly  pre-drift AP") for line in lines)
