@@ -25,20 +25,26 @@ from tests.conftest import predict
 
 DAY = features.DAY
 START_DAY = 17_800  # a transaction day number (2018-09-26)
+# A version using some of the features: its columns are not a prefix of this code's
+FEWER = tuple(name for name in features.FEATURES if name != "TX_DURING_WEEKEND")
 
 
-def other_version(threshold: float = 0.3, seed: int = 0) -> str:
+def other_version(
+    threshold: float = 0.3, seed: int = 0, names: tuple[str, ...] = features.FEATURES
+) -> str:
     """A registry version whose scores differ from v1's: a small booster on random data with
-    this code's feature names, with v1's metadata and its own threshold."""
+    feature `names` (default: all of this code's), with v1's metadata and its own threshold."""
     reg = registry()
-    names = list(features.FEATURES)
+    names = list(names)
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(400, len(names)))
     y = (x[:, 0] + rng.normal(size=400) > 1).astype(int)
     params = {"objective": "binary", "verbose": -1, "num_leaves": 4, "num_threads": 1}
     booster = lgb.train(params, lgb.Dataset(x, y, feature_name=names), 10)
     meta = {k: v for k, v in reg.meta("v1").items() if k not in ("sha256", "version")}
-    return reg.install(booster.model_to_string(), meta | {"threshold": threshold})
+    return reg.install(
+        booster.model_to_string(), meta | {"threshold": threshold, "features": names}
+    )
 
 
 def actions(action: str) -> list[AuditEvent]:
@@ -186,10 +192,19 @@ def test_a_batch_is_scored_by_the_challenger_in_one_call(app, client, auth, monk
     assert len(stored) == 5 and all(p.challenger_version == v2 for p in stored)
 
 
-def test_rows_follow_the_models_own_feature_order():
-    rows = np.arange(6.0).reshape(2, 3)
-    assert columns.in_order(rows, ["a", "b", "c"], ["a", "b", "c"]) is rows
-    assert columns.in_order(rows, ["a", "b", "c"], ["c", "a"]).tolist() == [[2, 0], [5, 3]]
+def test_a_challenger_with_fewer_features_scores_its_own_columns(app, client, auth):
+    older = FEWER
+    v2 = other_version(names=older)
+    releases.start_shadow(v2, "admin")
+    body = predict(client, auth, customer_id=8, amount=950.0)
+    stored = db.session.get(Prediction, body["id"])
+    challenger = registry().load(v2)
+    own = np.array([[stored.features[name] for name in older]])
+    assert stored.challenger_version == v2
+    assert stored.challenger_score == pytest.approx(challenger.booster.predict(own)[0])
+
+
+def test_snapshots_become_rows_in_a_models_own_feature_order():
     matrix = columns.from_dicts([{"a": 1, "b": None}, {"b": 2.5}], ["b", "a"])
     assert np.isnan(matrix[0, 0]) and matrix[0, 1] == 1 and matrix[1, 0] == 2.5
     assert np.isnan(matrix[1, 1])
@@ -420,3 +435,34 @@ def test_a_new_challenger_replaces_the_one_in_shadow_and_its_run_awaits_approval
     assert releases.challenger() == v3
     promotions = dict(db.session.execute(select(TrainingRun.version, TrainingRun.promotion)).all())
     assert promotions == {v2: "awaiting approval", v3: "shadowing"}
+
+
+def test_the_learning_panel_rescores_with_a_replaced_version_of_fewer_features(app, client, auth):
+    older = FEWER
+    replaced = other_version(names=older)
+    releases.release(replaced, "promote", "admin")
+    version = other_version(threshold=0.4, seed=1)
+    releases.release(version, "promote", "admin")
+    start = dt.datetime(2018, 5, 20, 10)
+    served = [
+        predict(
+            client,
+            auth,
+            tx_datetime=(start + dt.timedelta(hours=5 * k)).isoformat(),
+            customer_id=k % 11,
+            terminal_id=k % 4,
+            amount=12.0 + 41 * (k % 6),
+        )["id"]
+        for k in range(24)
+    ]
+    stored = [db.session.get(Prediction, i) for i in served]
+    for k, prediction in enumerate(stored):
+        prediction.transaction.fraud = k % 3 == 0
+    db.session.commit()
+
+    row = next(r for r in learning.refresh() if r.version == version)
+    assert row.replaced == replaced
+    label = np.array([p.transaction.fraud for p in stored], dtype=int)
+    own = np.array([[p.features[name] for name in older] for p in stored])
+    theirs = registry().load(replaced).booster.predict(own)
+    assert row.figures["replaced"]["ap"] == pytest.approx(average_precision_score(label, theirs))

@@ -91,8 +91,7 @@ def evaluate(version: str, replaced: str) -> dict:
     model = load_version(replaced)
     if model is None:
         return base | {"error": f"{replaced} cannot be loaded here to rescore the week"}
-    rows = columns.from_dicts(snapshots, model.booster.feature_name())
-    theirs = model.score_many(rows)
+    theirs = model.score_own(columns.from_dicts(snapshots, model.feature_names))
     return base | {
         "version": figures(scores, labels, days, customers, trained_threshold(version)),
         "replaced": figures(theirs, labels, days, customers, trained_threshold(replaced)),

@@ -28,7 +28,7 @@ from sqlalchemy import BigInteger, Integer, bindparam, cast, func, literal_colum
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
-from ...ml import columns, features
+from ...ml import features
 from ...ml.explain import explain_rows
 from ...ml.registry import LoadedModel
 from ...models import Prediction, Transaction
@@ -385,15 +385,14 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
 
 
 def shadow_scores_of(champion: LoadedModel, rows: np.ndarray) -> tuple[str | None, list]:
-    """The challenger's version and its scores of the champion's feature rows (one booster call,
-    the rows in the challenger's own feature order); (None, [None, ...]) without a challenger
+    """The challenger's version and its scores of the full feature rows (one booster call on its
+    own columns); (None, [None, ...]) without a challenger
     in shadow, or while it cannot be scored here — the champion's answer never waits on it."""
     challenger = challenger_model()
     if challenger is None or challenger.version == champion.version:
         return None, [None] * len(rows)
     try:
-        mine = columns.in_order(rows, features.FEATURES, challenger.booster.feature_name())
-        return challenger.version, challenger.score_many(mine).tolist()
+        return challenger.version, challenger.score_many(rows).tolist()
     except Exception:  # noqa: BLE001 — a challenger's fault must never fail a prediction
         current_app.logger.exception("challenger %s could not score", challenger.version)
         return None, [None] * len(rows)
