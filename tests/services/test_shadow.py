@@ -15,12 +15,14 @@ from sqlalchemy import select
 from fraudapp.extensions import db
 from fraudapp.ml import columns, features
 from fraudapp.ml.metrics import card_precision_top_k
+from fraudapp.ml.simulate import simulate
 from fraudapp.models import AuditEvent, ModelRelease, Prediction, TrainingRun, Transaction
 from fraudapp.services import serving
 from fraudapp.services.distribution import releases
 from fraudapp.services.monitoring import learning, shadow
 from fraudapp.services.serving import registry
 from fraudapp.services.training import runs
+from fraudapp.services.transactions import files
 from tests.conftest import predict
 
 DAY = features.DAY
@@ -466,3 +468,22 @@ def test_the_learning_panel_rescores_with_a_replaced_version_of_fewer_features(a
     own = np.array([[p.features[name] for name in older] for p in stored])
     theirs = registry().load(replaced).booster.predict(own)
     assert row.figures["replaced"]["ap"] == pytest.approx(average_precision_score(label, theirs))
+
+
+def test_a_stored_file_is_scored_by_the_challenger_too(app, tmp_path):
+    challenger = other_version(names=FEWER)
+    releases.start_shadow(challenger, "admin")
+    frame = simulate(
+        n_customers=40, n_terminals=80, start_date="2018-05-16", n_days=3, random_state=5
+    )
+    frame["TRANSACTION_ID"] = [f"file-{i}" for i in range(len(frame))]
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    files.score_file(source, tmp_path / "out.csv", store=True)
+
+    stored = db.session.scalars(select(Prediction).order_by(Prediction.id)).all()
+    assert len(stored) == len(frame) > 50
+    assert {p.challenger_version for p in stored} == {challenger}
+    own = np.array([[p.features[name] for name in FEWER] for p in stored])
+    expected = registry().load(challenger).booster.predict(own)
+    np.testing.assert_allclose([p.challenger_score for p in stored], expected, atol=1e-6)

@@ -33,11 +33,11 @@ from ...ml import features
 from ...ml.explain import explain_rows
 from ...models import Transaction, UtcDateTime, utcnow
 from ...telemetry import record_scored
-from ..serving import decision_threshold, serving_model
+from ..serving import challenger_model, decision_threshold, serving_model
 from . import history
 from .changes import mark_days
 from .counts import add_counts
-from .scoring import fetch_table
+from .scoring import challenger_scores, fetch_table
 
 CHUNK_ROWS = 100_000
 HISTOGRAM_BINS = 10
@@ -133,6 +133,12 @@ class _FileScorer:
         self.threshold = decision_threshold(serving)
         self.model = serving.private_copy()  # the worker's requests keep theirs to themselves
         self.features_json = _features_json(self.model.feature_names)
+        challenger = challenger_model() if store else None  # stored rows get its score too
+        self.challenger = (
+            challenger.private_copy()
+            if challenger is not None and challenger.version != self.model.version
+            else None
+        )
         self.threads = threads
         self.summary = FileSummary(threshold=self.threshold, model_version=self.model.version)
         self.recent = _Recent()
@@ -171,7 +177,7 @@ class _FileScorer:
             ]
         _write(output, chunk, scores, flagged, self.threshold, self.model.version, reasons)
         if self.store:
-            self._store(chunk, own, scores, flagged)
+            self._store(chunk, own, scores, flagged, self._challenger_scores(rows))
         self.recent.add(chunk)
         self._summarize(scores, flagged)
 
@@ -194,6 +200,12 @@ class _FileScorer:
         # both sorted: a stable sort merges the two runs in linear time
         self.ids = np.sort(np.concatenate((self.ids, np.sort(hashes))), kind="stable")
 
+    def _challenger_scores(self, rows: np.ndarray) -> tuple[str | None, list]:
+        """The challenger in shadow's version and scores of the chunk, as for requests."""
+        if self.challenger is None:
+            return None, [None] * len(rows)
+        return challenger_scores(self.challenger, rows, self.threads)
+
     def _fetch_stored(self, first: int, last: int) -> None:
         """Read the stored rows the chunk's windows can reach and have not been read yet."""
         start = first - LOOKBACK_DAYS * features.DAY
@@ -203,10 +215,10 @@ class _FileScorer:
         self.recent.add_stored(fetch_table(result, 5))
         self.fetched_until = last
 
-    def _store(self, chunk, own, scores, flagged) -> None:
-        """Add the chunk's rows and predictions (`own`: the model's feature columns) to the
-        history, in bulk: a staging table loaded by COPY (PostgreSQL) or executemany (SQLite),
-        then two INSERT … SELECT."""
+    def _store(self, chunk, own, scores, flagged, shadow) -> None:
+        """Add the chunk's rows and predictions (`own`: the model's feature columns; `shadow`:
+        the challenger's version and scores) to the history, in bulk: a staging table loaded by
+        COPY (PostgreSQL) or executemany (SQLite), then two INSERT … SELECT."""
         connection = db.session.connection()
         postgres = connection.dialect.name == "postgresql"
         if not self.summary.stored:
@@ -221,6 +233,7 @@ class _FileScorer:
             scores.tolist(),
             flagged.astype(int).tolist(),
             [self.features_json % tuple(row) for row in own.tolist()],
+            shadow[1],
             strict=True,
         )
         cursor = connection.connection.driver_connection.cursor()
@@ -231,7 +244,7 @@ class _FileScorer:
                 copy.write(buffer.getvalue())
         else:
             cursor.executemany(
-                "INSERT INTO file_staging VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", staged
+                "INSERT INTO file_staging VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", staged
             )
         now = {"now": utcnow(), "source": "file"}
         try:
@@ -241,7 +254,9 @@ class _FileScorer:
             raise FileRefused(_already_stored(chunk)) from exc
         predictions = _STAGED_PREDICTIONS_PG if postgres else _STAGED_PREDICTIONS
         connection.execute(
-            predictions, now | {"threshold": self.threshold, "version": self.model.version}
+            predictions,
+            now
+            | {"threshold": self.threshold, "version": self.model.version, "challenger": shadow[0]},
         )
         connection.execute(text("DELETE FROM file_staging"))
         mark_days(np.unique(chunk["tx_time"].to_numpy(np.int64) // features.DAY).tolist())
@@ -277,7 +292,7 @@ _STORED_ROWS = select(
 _STAGING_TABLE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS file_staging (line BIGINT, external_id VARCHAR(64), "
     "tx_time BIGINT, customer_id BIGINT, terminal_id BIGINT, amount FLOAT, score FLOAT, "
-    "is_fraud INTEGER, features TEXT)"
+    "is_fraud INTEGER, features TEXT, challenger_score FLOAT)"
 )
 _STAGED_TRANSACTIONS = text(
     "INSERT INTO transactions (external_id, tx_time, customer_id, terminal_id, amount, source, "
@@ -286,7 +301,8 @@ _STAGED_TRANSACTIONS = text(
 ).bindparams(bindparam("now", type_=UtcDateTime()))
 _PREDICTIONS_FROM_STAGING = (
     "INSERT INTO predictions (transaction_id, score, is_fraud, threshold, model_version, "
-    "features, created_at) SELECT t.id, s.score, s.is_fraud = 1, :threshold, :version, {features}, "
+    "features, challenger_version, challenger_score, created_at) SELECT t.id, s.score, "
+    "s.is_fraud = 1, :threshold, :version, {features}, :challenger, s.challenger_score, "
     ":now FROM file_staging s JOIN transactions t ON t.external_id = s.external_id ORDER BY s.line"
 )
 _STAGED_PREDICTIONS = text(_PREDICTIONS_FROM_STAGING.format(features="s.features")).bindparams(

@@ -385,14 +385,22 @@ def _score_run(model, items, run, want_explanation, api_token_id) -> list[Scored
 
 
 def shadow_scores_of(champion: LoadedModel, rows: np.ndarray) -> tuple[str | None, list]:
-    """The challenger's version and its scores of the full feature rows (one booster call on its
-    own columns); (None, [None, ...]) without a challenger
-    in shadow, or while it cannot be scored here — the champion's answer never waits on it."""
+    """This worker's challenger's version and its scores of the full feature rows;
+    (None, [None, ...]) without a challenger in shadow (see `challenger_scores`)."""
     challenger = challenger_model()
     if challenger is None or challenger.version == champion.version:
         return None, [None] * len(rows)
+    return challenger_scores(challenger, rows)
+
+
+def challenger_scores(
+    challenger: LoadedModel, rows: np.ndarray, threads: int = 1
+) -> tuple[str | None, list]:
+    """The challenger's version and its scores of the full feature rows (one booster call on its
+    own columns); (None, [None, ...]) while it cannot score here — the champion's answer never
+    waits on it."""
     try:
-        return challenger.version, challenger.score_many(rows).tolist()
+        return challenger.version, challenger.score_many(rows, threads).tolist()
     except Exception:  # noqa: BLE001 — a challenger's fault must never fail a prediction
         current_app.logger.exception("challenger %s could not score", challenger.version)
         return None, [None] * len(rows)
