@@ -19,13 +19,17 @@ def test_nodes_page(page, login, live_server):
     serving = page.inner_text("#current-version")
     assert serving == live_server["model_version"]
     assert page.locator("#node-status tbody tr").count() >= 1
-    for _ in range(30):  # heartbeats come every NODE_SYNC_SECONDS (10 s): an earlier test
-        if page.locator("#node-status .node-version").first.inner_text() == serving:
-            break  # may have switched versions just before
+    version = page.locator("#node-status .node-version").first
+    state = page.locator("#node-status .node-state").first
+    for _ in range(30):  # heartbeats come every NODE_SYNC_SECONDS (10 s): an earlier test may
+        # have switched versions, or damaged one (its fallback serves the same version, degraded),
+        # just before: wait for the next heartbeat to say both
+        if version.inner_text() == serving and state.inner_text().strip() == "up to date":
+            break
         page.wait_for_timeout(1000)
         page.reload()
-    assert page.locator("#node-status .node-version").first.inner_text() == serving
-    assert page.locator("#node-status .node-state").first.inner_text().strip() == "up to date"
+    assert version.inner_text() == serving
+    assert state.inner_text().strip() == "up to date"
 
     page.fill("#url", "ftp://nowhere")
     page.fill("#secret", "short")
