@@ -100,9 +100,13 @@ def wants_json() -> bool:
 
 
 def _respond(error: HTTPException, template: str = "errors/error.html"):
+    """The error as JSON or a page, with the headers the error carries (a 405's Allow, a 401's
+    WWW-Authenticate, a Retry-After)."""
+    headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
     if wants_json():
-        return jsonify({"error": error.name, "message": error.description}), error.code
-    return render_template(template, error=error), error.code
+        body = jsonify({"error": error.name, "message": error.description})
+        return body, error.code, headers
+    return render_template(template, error=error), error.code, headers
 
 
 def _database_unreachable(exc: BaseException):
@@ -112,7 +116,7 @@ def _database_unreachable(exc: BaseException):
         db.session.rollback()
     outage().failed(exc)
     error = ServiceUnavailable(UNREACHABLE)
-    body, status = _respond(error, "errors/unavailable.html")
+    body, status, _ = _respond(error, "errors/unavailable.html")
     g.retry_after = str(current_app.config["DATABASE_RETRY_AFTER_SECONDS"])
     return body, status, {"Retry-After": g.retry_after}
 

@@ -1,4 +1,5 @@
-"""Errors handled once for the whole app: an expired form says so, on pages and in JSON."""
+"""Errors handled once for the whole app: an expired form says so, on pages and in JSON; an
+error keeps the headers it carries (a 405's Allow)."""
 
 from sqlalchemy import func, select
 
@@ -30,3 +31,15 @@ def test_a_json_client_gets_the_csrf_error_as_json(app, client, users):
     response = client.post("/admin/models/rollback", headers={"Accept": "application/json"})
     assert response.status_code == 400
     assert response.get_json()["message"].startswith("The form expired")
+
+
+def test_a_method_not_allowed_names_the_allowed_ones(client):
+    for path, method, allowed in [
+        ("/api/v1/model", "put", {"GET", "HEAD", "OPTIONS"}),
+        ("/api/v1/predictions", "delete", {"POST", "OPTIONS"}),
+        ("/healthz", "trace", {"GET", "HEAD", "OPTIONS"}),
+    ]:
+        response = client.open(path, method=method.upper())
+        assert response.status_code == 405, path
+        assert set(response.headers["Allow"].split(", ")) == allowed, path
+        assert response.headers.getlist("Content-Type") == [response.content_type]
