@@ -13,6 +13,7 @@ from . import config as settings
 from . import telemetry
 from .admin import bp as admin_bp
 from .api import bp as api_bp
+from .api import docs as api_docs_bp
 from .auth import bp as auth_bp
 from .cli import register_commands
 from .database import configure_sqlite
@@ -126,6 +127,7 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(files_bp)
         app.register_blueprint(admin_bp, url_prefix="/admin")
         app.register_blueprint(api_bp, url_prefix="/api/v1")
+        app.register_blueprint(api_docs_bp)
         app.register_blueprint(hooks)
         csrf.exempt(api_bp)
         csrf.exempt(hooks)

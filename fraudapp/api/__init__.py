@@ -8,3 +8,4 @@ bp = Blueprint("api", __name__)
 apply_limits(bp)
 
 from . import views  # noqa: E402,F401  (routes attach to bp)
+from .reference import docs  # noqa: E402,F401  (the reference page's own blueprint)

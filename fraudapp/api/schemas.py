@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
+    ConfigDict,
     Field,
     StrictBool,
     ValidationError,
@@ -30,13 +33,24 @@ class BadRequest(Exception):
         self.errors = errors
 
 
+NUMBER = re.compile(r"\s*[+-]?[\d.]+([eE][+-]?\d+)?\s*")
+
+
+def _iso_text(value):
+    """A time is ISO 8601 text: not a JSON number, nor digits in a string (pydantic would read
+    either as Unix seconds)."""
+    if not isinstance(value, str) or NUMBER.fullmatch(value):
+        raise ValueError("Input should be a date and time as ISO 8601 text")
+    return value
+
+
 class TransactionBody(BaseModel):
     """One transaction to score."""
 
-    tx_datetime: dt.datetime
+    tx_datetime: Annotated[dt.datetime, BeforeValidator(_iso_text)]
     customer_id: Id
     terminal_id: Id
-    amount: Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+    amount: Annotated[float, Field(strict=True, ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
     consent: StrictBool
     transaction_id: (
         Annotated[
@@ -68,6 +82,15 @@ class BatchBody(BaseModel):
 class FeedbackBody(BaseModel):
     """Feedback on a prediction: whether it was correct, or the true label — one of the two."""
 
+    model_config = ConfigDict(  # the rule of `_one_of`, for the OpenAPI document
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["correct"], "properties": {"correct": {"type": "boolean"}}},
+                {"required": ["label"], "properties": {"label": {"enum": ["fraud", "genuine"]}}},
+            ]
+        }
+    )
+
     correct: StrictBool | None = None
     label: Literal["fraud", "genuine"] | None = None
 
@@ -76,6 +99,21 @@ class FeedbackBody(BaseModel):
         if (self.correct is None) == (self.label is None):
             raise ValueError("give either correct (true/false) or label (fraud/genuine)")
         return self
+
+
+FLAG_TRUE = ("true", "1", "yes")
+FLAG_FALSE = ("false", "0", "no")
+
+
+def parse_flag(name: str, values: list[str]) -> bool:
+    """A yes/no query parameter (absent: no), or BadRequest for another value or a repeated
+    one. Case does not matter: `?explain=True` counts."""
+    if not values:
+        return False
+    value = values[0].lower()
+    if len(values) > 1 or value not in FLAG_TRUE + FLAG_FALSE:
+        raise BadRequest({name: ["use true or false, once"]})
+    return value in FLAG_TRUE
 
 
 def parse(model: type[BaseModel], body) -> BaseModel:

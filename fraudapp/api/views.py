@@ -11,7 +11,7 @@ from ..services import serving
 from ..services.transactions import labels, scoring
 from . import bp
 from .limits import request_token
-from .schemas import BadRequest, BatchBody, FeedbackBody, TransactionBody, parse
+from .schemas import BadRequest, BatchBody, FeedbackBody, TransactionBody, parse, parse_flag
 
 
 def token_required(view):
@@ -69,7 +69,7 @@ def create_predictions():
     `transaction_id` (answered from storage).
     """
     body = _json_body()
-    explain = request.args.get("explain", "").lower() in ("1", "true", "yes")
+    explain = parse_flag("explain", request.args.getlist("explain"))
     token_id = g.api_token.id
     if isinstance(body, dict) and "transactions" in body:
         g.batch = True

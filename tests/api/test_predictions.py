@@ -55,6 +55,23 @@ def test_without_consent_nothing_is_stored(client, auth, stored_history):
     assert _count(Transaction) == before and _count(Prediction) == 0
 
 
+@pytest.mark.parametrize(
+    "query", ["explain=maybe", "explain=", "explain=-1", "explain=1&explain=1"]
+)
+def test_explain_is_yes_or_no_else_a_field_error(client, auth, query):
+    response = client.post(f"/api/v1/predictions?{query}", json=_tx(), headers=auth)
+    assert response.status_code == 400
+    assert response.get_json() == {"errors": {"explain": ["use true or false, once"]}}
+    assert _count(Transaction) == 0
+
+
+@pytest.mark.parametrize(("value", "explained"), [("True", True), ("1", True), ("no", False)])
+def test_explain_takes_any_case_of_true_or_false(client, auth, value, explained):
+    response = client.post(f"/api/v1/predictions?explain={value}", json=_tx(), headers=auth)
+    assert response.status_code == 201
+    assert ("explanation" in response.get_json()) is explained
+
+
 def test_explain_lists_every_feature_under_its_name(client, auth, stored_history):
     response = client.post("/api/v1/predictions?explain=true", json=_tx(), headers=auth)
     body = response.get_json()
@@ -94,6 +111,11 @@ def test_batch_is_scored_in_order_each_seeing_the_ones_before(client, auth, stor
         ({"customer_id": "12"}, "customer_id"),
         ({"terminal_id": 2**40}, "terminal_id"),
         ({"amount": "lots"}, "amount"),
+        ({"amount": False}, "amount"),
+        ({"amount": "42.5"}, "amount"),
+        ({"tx_datetime": 1_600_000_000}, "tx_datetime"),
+        ({"tx_datetime": "1600000000"}, "tx_datetime"),
+        ({"tx_datetime": True}, "tx_datetime"),
         ({"amount": -3}, "amount"),
         ({"tx_datetime": "yesterday"}, "tx_datetime"),
         ({"tx_datetime": "1800-01-01T00:00:00"}, "tx_datetime"),
