@@ -76,6 +76,9 @@ vendor:
 	   $(CURDIR)/static/vendor/bootstrap/
 	cd $$(mktemp -d) && npm pack --silent chart.js@4.6.1 && tar xzf chart.js-4.6.1.tgz && \
 	cp package/dist/chart.umd.min.js package/LICENSE.md $(CURDIR)/static/vendor/chartjs/
+	cd $$(mktemp -d) && npm pack --silent swagger-ui-dist@5.35.0 && tar xzf swagger-ui-dist-5.35.0.tgz && \
+	cd package && cp swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css LICENSE \
+	   NOTICE $(CURDIR)/static/vendor/swagger-ui/
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .coverage
