@@ -85,14 +85,21 @@ def _json(schema: dict, examples: dict | None = None) -> dict:
     return {"content": {"application/json": content}}
 
 
-def _error(description: str, error: str, message: str) -> dict:
+def _error(description: str, error: str, message: str, header: str | None = None) -> dict:
+    """A refusal with an {"error", "message"} body (and a header it always carries)."""
     example = {"error": {"value": {"error": error, "message": message}}}
-    return {"description": description} | _json(_ref(responses.Error), example)
+    answer = {"description": description} | _json(_ref(responses.Error), example)
+    if header:
+        answer["headers"] = {header: {"required": True, "schema": {"type": "string"}}}
+    return answer
 
 
 COMMON = {
     "401": _error(
-        "missing or unknown bearer token", "Unauthorized", "a valid bearer token is required"
+        "missing or unknown bearer token",
+        "Unauthorized",
+        "a valid bearer token is required",
+        "WWW-Authenticate",
     ),
     "413": _error(
         "body over the size limit (FRAUDAPP_MAX_CONTENT_LENGTH)",
@@ -104,6 +111,7 @@ COMMON = {
         "per address without a valid token); see Retry-After",
         "Too Many Requests",
         "6000 per 1 minute",
+        "Retry-After",
     ),
     "503": _error(
         "no model serves yet, or the database cannot be reached (then with Retry-After)",

@@ -32,11 +32,13 @@ def _valid(instance, schema: dict) -> None:
 
 def _answer(response, status: int, path: str, method: str) -> None:
     """A real answer: the expected status, documented for the operation, with a body valid
-    against that status's schema."""
+    against that status's schema and the headers it documents."""
     assert response.status_code == status, (path, response.status_code, response.data[:200])
     documented = document()["paths"][path][method]["responses"]
     schema = documented[str(status)]["content"]["application/json"]["schema"]
     _valid(response.get_json(), schema)
+    for header in documented[str(status)].get("headers", {}):
+        assert header in response.headers, (path, status, header)
 
 
 def test_the_document_is_valid_openapi_and_built_once():
