@@ -129,6 +129,7 @@ def _predictions() -> dict:
     answer = {"oneOf": [_ref(responses.Prediction), _ref(responses.Predictions)]}
     return {
         "operationId": "createPredictions",
+        "tags": ["predictions"],
         "summary": "Score one transaction or a list of up to 1,000",
         "description": "A list is scored in order, each transaction seeing the stored ones "
         "before it. A consented request with a `transaction_id` is safe to retry: sent again "
@@ -193,6 +194,7 @@ def _feedback() -> dict:
     """POST /api/v1/predictions/{prediction_id}/feedback."""
     return {
         "operationId": "giveFeedback",
+        "tags": ["predictions"],
         "summary": "Say whether a prediction was correct, or give the true label",
         "description": "On a prediction this token made (any, for a token created with "
         "`--all-predictions`).",
@@ -233,6 +235,7 @@ def _model() -> dict:
     example = {"version": "v1", "threshold": 0.43, "meta": meta}
     return {
         "operationId": "getModel",
+        "tags": ["model"],
         "summary": "The serving model version, its threshold and its metadata",
         "responses": {
             "200": {"description": "the serving version"}
@@ -246,6 +249,7 @@ def _document_itself() -> dict:
     """GET /api/v1/openapi.json."""
     return {
         "operationId": "getOpenAPI",
+        "tags": ["service"],
         "summary": "This document",
         "security": [],
         "responses": {
@@ -259,6 +263,7 @@ def _healthz() -> dict:
     """GET /healthz."""
     return {
         "operationId": "getHealth",
+        "tags": ["service"],
         "summary": "Whether this node serves a model and reaches its database",
         "description": "For load balancers: 503 drains the node. Not rate limited.",
         "security": [],
@@ -301,6 +306,11 @@ def document() -> dict:
             '`{"error", "message"}`.',
         },
         "security": [{"bearer": []}],
+        "tags": [
+            {"name": "predictions", "description": "Score transactions, give feedback"},
+            {"name": "model", "description": "The model serving this node"},
+            {"name": "service", "description": "This document, and health for load balancers"},
+        ],
         "paths": {
             f"{PREFIX}/predictions": {"post": _predictions()},
             f"{PREFIX}/predictions/{{prediction_id}}/feedback": {"post": _feedback()},

@@ -34,7 +34,7 @@ def test_the_reference_lists_every_operation_with_no_csp_violation(page, live_se
             b.querySelector('.opblock-summary-path').getAttribute('data-path')])""",
     )
     assert sorted(map(tuple, shown)) == sorted(OPERATIONS)
-    page.click("#operations-default-createPredictions .opblock-summary")
+    page.click("#operations-predictions-createPredictions .opblock-summary")
     page.wait_for_selector("text=Score one transaction or a list of up to 1,000")
     assert page.evaluate("window.__violations") == []
     assert problems == []
