@@ -124,156 +124,135 @@ BAD_INPUT = {"description": "bad input: messages per field"} | _json(
 )
 
 
+EXPLAIN = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "description": "`true` adds `features` and `explanation` to every result (case does not "
+    "matter; another value is a field error)",
+    "schema": {"type": "string", "enum": FLAGS, "default": "false"},
+}
+SCORED = {
+    "one": {"value": PREDICTION},
+    "explained": {"summary": "?explain=true", "value": EXPLAINED},
+    "list": {"value": {"predictions": [PREDICTION, PREDICTION | {"id": 2}]}},
+}
+CONFLICT = {"errors": {"transaction_id": ["another transaction with this id is already stored"]}}
+
+
+def _operation(operation_id: str, tag: str, summary: str, answers: dict, **more) -> dict:
+    """An operation: its id, tag, summary, other fields (`requestBody`, ...) and answers."""
+    return {"operationId": operation_id, "tags": [tag], "summary": summary, **more} | {
+        "responses": answers
+    }
+
+
 def _predictions() -> dict:
     """POST /api/v1/predictions."""
     answer = {"oneOf": [_ref(responses.Prediction), _ref(responses.Predictions)]}
-    return {
-        "operationId": "createPredictions",
-        "tags": ["predictions"],
-        "summary": "Score one transaction or a list of up to 1,000",
-        "description": "A list is scored in order, each transaction seeing the stored ones "
-        "before it. A consented request with a `transaction_id` is safe to retry: sent again "
-        "by the same token with the same details it is answered from storage (200).",
-        "parameters": [
-            {
-                "name": "explain",
-                "in": "query",
-                "required": False,
-                "description": "`true` adds `features` and `explanation` to every result "
-                "(case does not matter; another value is a field error)",
-                "schema": {"type": "string", "enum": FLAGS, "default": "false"},
-            }
-        ],
-        "requestBody": {"required": True}
-        | _json(
-            {"oneOf": [_ref(TransactionBody), _ref(BatchBody)]},
-            {
-                "one": {"summary": "one transaction", "value": TRANSACTION},
-                "list": {
-                    "summary": "a list",
-                    "value": {"transactions": [TRANSACTION, TRANSACTION | {"amount": 7.9}]},
-                },
-            },
-        ),
-        "responses": {
-            "201": {"description": "scored (and stored where consent was given)"}
-            | _json(
-                answer,
-                {
-                    "one": {"value": PREDICTION},
-                    "explained": {"summary": "?explain=true", "value": EXPLAINED},
-                    "list": {"value": {"predictions": [PREDICTION, PREDICTION | {"id": 2}]}},
-                },
-            ),
-            "200": {"description": "every transaction replayed a stored `transaction_id`"}
-            | _json(answer, {"replay": {"value": REPLAYED}}),
-            "400": BAD_INPUT,
-            "409": {
-                "description": "a `transaction_id` stored with other details or by another token"
-            }
-            | _json(
-                _ref(responses.FieldErrors),
-                {
-                    "conflict": {
-                        "value": {
-                            "errors": {
-                                "transaction_id": [
-                                    "another transaction with this id is already stored"
-                                ]
-                            }
-                        }
-                    }
-                },
-            ),
-        }
-        | COMMON,
+    body = {"oneOf": [_ref(TransactionBody), _ref(BatchBody)]}
+    two = {"transactions": [TRANSACTION, TRANSACTION | {"amount": 7.9}]}
+    examples = {
+        "one": {"summary": "one transaction", "value": TRANSACTION},
+        "list": {"summary": "a list", "value": two},
     }
+    answers = {
+        "201": {"description": "scored (and stored where consent was given)"}
+        | _json(answer, SCORED),
+        "200": {"description": "every transaction replayed a stored `transaction_id`"}
+        | _json(answer, {"replay": {"value": REPLAYED}}),
+        "400": BAD_INPUT,
+        "409": {"description": "a `transaction_id` stored with other details or by another token"}
+        | _json(_ref(responses.FieldErrors), {"conflict": {"value": CONFLICT}}),
+    } | COMMON
+    return _operation(
+        "createPredictions",
+        "predictions",
+        "Score one transaction or a list of up to 1,000",
+        answers,
+        description="A list is scored in order, each transaction seeing the stored ones before "
+        "it. A consented request with a `transaction_id` is safe to retry: sent again by the "
+        "same token with the same details it is answered from storage (200).",
+        parameters=[EXPLAIN],
+        requestBody={"required": True} | _json(body, examples),
+    )
+
+
+PREDICTION_ID = {
+    "name": "prediction_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID},
+    "example": 1,
+}
+LABELLED = {"prediction_id": 1, "label": "fraud", "source": "api:bank"}
+FEEDBACK = {"correct": {"value": {"correct": False}}, "label": {"value": {"label": "fraud"}}}
+MODEL = {
+    "version": "v1",
+    "threshold": 0.43,
+    "meta": {"features": ["TX_AMOUNT", "TX_DURING_WEEKEND"], "threshold": 0.43},
+}
 
 
 def _feedback() -> dict:
     """POST /api/v1/predictions/{prediction_id}/feedback."""
-    return {
-        "operationId": "giveFeedback",
-        "tags": ["predictions"],
-        "summary": "Say whether a prediction was correct, or give the true label",
-        "description": "On a prediction this token made (any, for a token created with "
-        "`--all-predictions`).",
-        "parameters": [
-            {
-                "name": "prediction_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID},
-                "example": 1,
-            }
-        ],
-        "requestBody": {"required": True}
-        | _json(
-            _ref(FeedbackBody),
-            {"correct": {"value": {"correct": False}}, "label": {"value": {"label": "fraud"}}},
+    answers = {
+        "201": {"description": "the label is stored"}
+        | _json(_ref(responses.FeedbackResult), {"stored": {"value": LABELLED}}),
+        "400": BAD_INPUT,
+        "404": _error(
+            "no stored prediction has this id (or another token made it)",
+            "Not Found",
+            "no stored prediction has this id",
         ),
-        "responses": {
-            "201": {"description": "the label is stored"}
-            | _json(
-                _ref(responses.FeedbackResult),
-                {"stored": {"value": {"prediction_id": 1, "label": "fraud", "source": "api:bank"}}},
-            ),
-            "400": BAD_INPUT,
-            "404": _error(
-                "no stored prediction has this id (or another token made it)",
-                "Not Found",
-                "no stored prediction has this id",
-            ),
-        }
-        | COMMON,
-    }
+    } | COMMON
+    return _operation(
+        "giveFeedback",
+        "predictions",
+        "Say whether a prediction was correct, or give the true label",
+        answers,
+        description="On a prediction this token made (any, for a token created with "
+        "`--all-predictions`).",
+        parameters=[PREDICTION_ID],
+        requestBody={"required": True} | _json(_ref(FeedbackBody), FEEDBACK),
+    )
 
 
 def _model() -> dict:
     """GET /api/v1/model."""
-    meta = {"features": ["TX_AMOUNT", "TX_DURING_WEEKEND"], "threshold": 0.43}
-    example = {"version": "v1", "threshold": 0.43, "meta": meta}
-    return {
-        "operationId": "getModel",
-        "tags": ["model"],
-        "summary": "The serving model version, its threshold and its metadata",
-        "responses": {
-            "200": {"description": "the serving version"}
-            | _json(_ref(responses.ModelInfo), {"v1": {"value": example}}),
-        }
-        | COMMON,
-    }
+    answers = {
+        "200": {"description": "the serving version"}
+        | _json(_ref(responses.ModelInfo), {"v1": {"value": MODEL}}),
+    } | COMMON
+    return _operation(
+        "getModel", "model", "The serving model version, its threshold and its metadata", answers
+    )
 
 
 def _document_itself() -> dict:
     """GET /api/v1/openapi.json."""
-    return {
-        "operationId": "getOpenAPI",
-        "tags": ["service"],
-        "summary": "This document",
-        "security": [],
-        "responses": {
-            "200": {"description": "the OpenAPI document"} | _json({"type": "object"}),
-            "429": COMMON["429"],
-        },
+    answers = {
+        "200": {"description": "the OpenAPI document"} | _json({"type": "object"}),
+        "429": COMMON["429"],
     }
+    return _operation("getOpenAPI", "service", "This document", answers, security=[])
 
 
 def _healthz() -> dict:
     """GET /healthz."""
-    return {
-        "operationId": "getHealth",
-        "tags": ["service"],
-        "summary": "Whether this node serves a model and reaches its database",
-        "description": "For load balancers: 503 drains the node. Not rate limited.",
-        "security": [],
-        "responses": {
-            "200": {"description": "serving (`ok`, or `degraded` while a fallback serves)"}
-            | _json(_ref(responses.Health)),
-            "503": {"description": "no model serves, or the database cannot be reached"}
-            | _json(_ref(responses.Health)),
-        },
+    health = _json(_ref(responses.Health))
+    answers = {
+        "200": {"description": "serving (`ok`, or `degraded` while a fallback serves)"} | health,
+        "503": {"description": "no model serves, or the database cannot be reached"} | health,
     }
+    return _operation(
+        "getHealth",
+        "service",
+        "Whether this node serves a model and reaches its database",
+        answers,
+        description="For load balancers: 503 drains the node. Not rate limited.",
+        security=[],
+    )
 
 
 def _components() -> dict:
