@@ -27,7 +27,9 @@ def index():
             "model_version": result.model_version,
             "receipt": result.receipt,
             "transaction": form.summary(),
-            "reasons": [(r["text"], r["contribution"] > 0) for r in result.explanation],
+            "reasons": [
+                (r["feature"], r["value"], r["contribution"] > 0) for r in result.explanation
+            ],
         }
         return redirect(url_for("predict.result"))
     return render_template("predict/index.html", form=form), 400 if form.errors else 200
