@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from flask import Flask, has_request_context, request
-from flask_babel import get_locale
+from flask_babel import get_locale, refresh
 
 from .extensions import babel
 
@@ -29,8 +29,13 @@ def select_locale() -> str:
     chosen = request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen
-    match = request.accept_languages.best_match(["en", "pt-BR", "pt"], default=DEFAULT)
-    return "pt_BR" if match.startswith("pt") else DEFAULT  # any Portuguese reads pt-BR best
+    for tag, _quality in request.accept_languages:  # best first
+        primary = tag.lower().replace("_", "-").split("-")[0]
+        if primary == "pt":  # pt-PT and plain pt read Brazilian Portuguese better than English
+            return "pt_BR"
+        if primary == "en":
+            return DEFAULT
+    return DEFAULT
 
 
 def current_language() -> str:
@@ -52,6 +57,7 @@ def register_babel(app: Flask) -> None:
         default_translation_directories=TRANSLATIONS,
         locale_selector=select_locale,
     )
+    app.before_request(refresh)  # Flask-Babel keeps the choice in `g`, which may outlive a request
     app.jinja_env.globals.update(
         languages=LANGUAGES, current_language=current_language, html_lang=html_lang
     )

@@ -46,10 +46,13 @@ def figure(value) -> str:
     return DASH if _missing(value) else format_decimal(value, format="#,##0.####")
 
 
-def when(value: dt.datetime | dt.date | None, seconds: bool = True) -> str:
-    """A UTC time to the second (or minute), in the language's order; a dash for none."""
+def when(value: dt.datetime | dt.date | str | None, seconds: bool = True) -> str:
+    """A UTC time (or its ISO text) to the second or minute, in the language's order; a dash for
+    none."""
     if value is None:
         return DASH
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
     patterns = TIME_PATTERNS.get(current_language(), TIME_PATTERNS["en"])

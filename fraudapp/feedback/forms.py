@@ -41,6 +41,8 @@ WORDS = {
     "unlabelled": _l("Unlabelled"),
     "labelled": _l("Labelled"),
     "all": _l("All"),
+    "feedback": _l("Feedback"),
+    "analyst": _l("Analyst"),
     "fraud": _l("Fraud"),
     "genuine": _l("Genuine"),
     "day": _l("Day"),
