@@ -237,3 +237,9 @@ def test_the_api_stays_english(client, auth):
     response = client.post("/api/v1/predictions", json=body, headers=auth | PT)
     assert response.status_code == 400
     assert "it is in the future" in str(response.get_json()["errors"]["tx_datetime"])
+
+
+def test_the_login_prompt_is_flashed_in_the_language(client):
+    response = client.get("/review", headers=PT, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "/login" in response.request.path and "Entre para abrir essa página." in page

@@ -93,7 +93,7 @@ def label():
         count = labels.label_by_analyst(ids, fraud, current_user.username)
         flash(_labelled(count, fraud), "success")
     else:
-        flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
+        flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "error")
     return redirect(safe_next(form.next.data))
 
 
