@@ -47,7 +47,7 @@ def future_message(latest: dt.datetime) -> str:
     """Why a transaction time is refused for being in the future."""
     return gettext(
         "Use a time no later than now (%(latest)s UTC): it is in the future.",
-        latest=f"{latest:%Y-%m-%d %H:%M}",
+        latest=latest.strftime("%Y-%m-%d %H:%M"),
     )
 
 
