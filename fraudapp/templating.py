@@ -52,7 +52,10 @@ def when(value: dt.datetime | dt.date | str | None, seconds: bool = True) -> str
     if value is None:
         return DASH
     if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
     patterns = TIME_PATTERNS.get(current_language(), TIME_PATTERNS["en"])

@@ -243,3 +243,29 @@ def test_the_login_prompt_is_flashed_in_the_language(client):
     response = client.get("/review", headers=PT, follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "/login" in response.request.path and "Entre para abrir essa página." in page
+
+
+def test_every_page_renders_in_portuguese(client, users, auth):
+    from tests.conftest import login, predict
+
+    predict(client, auth)  # a stored prediction: the queue, coverage and dashboard have a row
+    login(client, "admin")
+    client.post("/language", data={"language": "pt_BR"})
+    client.post("/admin/runs")  # a queued training run, for its page
+    pages = {
+        "/": "Avaliar uma transação de cartão",
+        "/review": "Fila de revisão",
+        "/review?status=all": "Por quê",
+        "/review/coverage": "Cobertura de rótulos",
+        "/files": "Seus arquivos recentes",
+        "/admin/": "Matriz de confusão",
+        "/admin/threshold": "Ajuste do limiar",
+        "/admin/runs": "Versões do modelo",
+        "/admin/runs/1": "Treinamento nº 1",
+        "/admin/nodes": "Entregas de webhook",
+        "/admin/audit": "Log de auditoria",
+    }
+    for path, text in pages.items():
+        response = client.get(path)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 200 and text in page and _lang(page) == "pt-BR", path

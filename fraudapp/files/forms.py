@@ -21,7 +21,7 @@ class UploadForm(FlaskForm):
     """A CSV to score, and whether its rows join the history."""
 
     file = FileField(
-        "CSV file (.csv or .csv.gz)",
+        _l("CSV file (.csv or .csv.gz)"),
         validators=[FileRequired(_l("Choose a .csv or .csv.gz file.")), csv_name],
     )
     store = BooleanField(_l("Store the rows in the history"))
