@@ -111,6 +111,17 @@ def promotion_words() -> dict[str, str]:
     return {"promoted": gettext("promoted"), "awaiting approval": gettext("awaiting approval")}
 
 
+def label_words() -> dict[str, str]:
+    """A decision or label, and where a label came from, in the page's language."""
+    return {
+        "fraud": gettext("fraud"),
+        "genuine": gettext("genuine"),
+        "import": gettext("imported"),
+        "feedback": gettext("feedback"),
+        "analyst": gettext("analyst"),
+    }
+
+
 def reason_words() -> dict[str, str]:
     """Why a training run was asked for, in the page's language."""
     return {
@@ -131,4 +142,5 @@ def register_template_filters(app: Flask) -> None:
         status_words=status_words,
         promotion_words=promotion_words,
         reason_words=reason_words,
+        label_words=label_words,
     )
