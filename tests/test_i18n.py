@@ -13,10 +13,12 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from flask_babel import refresh
+from sqlalchemy import select
 
 from fraudapp import templating
+from fraudapp.extensions import db
 from fraudapp.i18n import COOKIE
-from fraudapp.models import Transaction
+from fraudapp.models import TrainingRun, Transaction
 from fraudapp.wording import feature_phrase, reason_text
 from tests.conftest import after_history
 
@@ -186,8 +188,6 @@ def test_the_amount_is_read_the_portuguese_way(client, stored_history, typed, st
     )
     shown = templating_amount(stored, "pt_BR")
     assert f"<td>{shown}</td>" in page
-    from fraudapp.extensions import db
-
     amounts = db.session.scalars(db.select(Transaction.amount).order_by(Transaction.id.desc()))
     assert amounts.first() == pytest.approx(stored)
 
@@ -252,6 +252,7 @@ def test_every_page_renders_in_portuguese(client, users, auth):
     login(client, "admin")
     client.post("/language", data={"language": "pt_BR"})
     client.post("/admin/runs")  # a queued training run, for its page
+    run_id = db.session.scalar(select(TrainingRun.id))
     pages = {
         "/": "Avaliar uma transação de cartão",
         "/review": "Fila de revisão",
@@ -261,7 +262,7 @@ def test_every_page_renders_in_portuguese(client, users, auth):
         "/admin/": "Matriz de confusão",
         "/admin/threshold": "Ajuste do limiar",
         "/admin/runs": "Versões do modelo",
-        "/admin/runs/1": "Treinamento nº 1",
+        f"/admin/runs/{run_id}": f"Treinamento nº {run_id}",
         "/admin/nodes": "Entregas de webhook",
         "/admin/audit": "Log de auditoria",
     }
