@@ -10,7 +10,7 @@ WORKERS ?= 2
 PYTEST_ARGS ?=
 COVERAGE ?= --cov=fraudapp --cov-branch --cov-report=term
 
-.PHONY: run install test test-fast test-postgres lint format bench vendor clean
+.PHONY: run install test test-fast test-postgres lint format i18n bench vendor clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -50,6 +50,20 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Translations: extract the messages of fraudapp/ and templates/ (babel.cfg) into messages.pot,
+# merge them into each language's .po (new ones untranslated, changed ones fuzzy), compile the
+# .mo files the app reads. Both .po and .mo are committed, so a clean clone needs no step.
+# tests/test_i18n.py fails while a message has no Portuguese translation.
+TRANSLATIONS := fraudapp/translations
+PYBABEL := $(VENV)/bin/pybabel
+i18n: install
+	$(PYBABEL) -q extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+	  --project fraudapp --copyright-holder "fraudapp contributors" -o $(TRANSLATIONS)/messages.pot .
+	test -f $(TRANSLATIONS)/pt_BR/LC_MESSAGES/messages.po || \
+	  $(PYBABEL) -q init -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -l pt_BR
+	$(PYBABEL) -q update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-wrap
+	$(PYBABEL) compile --statistics -d $(TRANSLATIONS)
 
 # mlflow (the `bench` extra) gets a venv of its own: it pins an older gunicorn and brings pyarrow,
 # which changes pandas' string columns; the app's .venv stays as the app ships.

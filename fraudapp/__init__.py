@@ -23,6 +23,8 @@ from .feedback import bp as feedback_bp
 from .files import bp as files_bp
 from .health import bp as health_bp
 from .hooks import artifacts, hooks
+from .i18n import register_babel
+from .language import bp as language_bp
 from .ml.registry import Registry, ServingModel
 from .predict import bp as predict_bp
 from .routing import register_converters
@@ -88,6 +90,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
+    register_babel(app)
     keep_retry_after(app)  # before the limiter: it runs after the limiter's headers
     limiter.init_app(app)
     with app.app_context():
@@ -123,6 +126,7 @@ def register_blueprints(app: Flask) -> None:
     if role in ("web", "all"):
         app.register_blueprint(predict_bp)
         app.register_blueprint(auth_bp)
+        app.register_blueprint(language_bp)
         app.register_blueprint(feedback_bp)
         app.register_blueprint(files_bp)
         app.register_blueprint(admin_bp, url_prefix="/admin")

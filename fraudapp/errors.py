@@ -13,6 +13,7 @@ import time
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, flash, g, jsonify, redirect, render_template, request
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -21,8 +22,31 @@ from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnava
 
 from .extensions import db
 
-EXPIRED = "The form expired or lost its security token; please try again."
-UNREACHABLE = "The database cannot be reached just now; please try again in a few seconds."
+EXPIRED = _l("The form expired or lost its security token; please try again.")
+UNREACHABLE = _l("The database cannot be reached just now; please try again in a few seconds.")
+# The pages' words for HTTP errors (JSON answers keep werkzeug's English names).
+NAMES = {
+    400: _l("Bad Request"),
+    401: _l("Unauthorized"),
+    403: _l("Forbidden"),
+    404: _l("Not Found"),
+    405: _l("Method Not Allowed"),
+    413: _l("Request Entity Too Large"),
+    429: _l("Too Many Requests"),
+    500: _l("Internal Server Error"),
+    503: _l("Service Unavailable"),
+}
+GENERIC = {
+    400: _l("The request could not be understood."),
+    401: _l("You are not allowed to open this page without logging in."),
+    403: _l("Your account is not allowed to open this page."),
+    404: _l("There is no page at this address."),
+    405: _l("This page does not answer that kind of request."),
+    413: _l("The request is larger than this site accepts."),
+    429: _l("Too many requests in a short time; please wait a moment and try again."),
+    500: _l("Something went wrong on our side. Please try again later."),
+    503: _l("The service is not available just now; please try again in a few seconds."),
+}
 
 
 def unreachable(exc: BaseException | None) -> bool:
@@ -104,9 +128,20 @@ def _respond(error: HTTPException, template: str = "errors/error.html"):
     WWW-Authenticate, a Retry-After)."""
     headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
     if wants_json():
-        body = jsonify({"error": error.name, "message": error.description})
+        body = jsonify({"error": error.name, "message": str(error.description)})
         return body, error.code, headers
-    return render_template(template, error=error), error.code, headers
+    name, description = page_words(error)
+    page = render_template(template, error=error, name=name, description=description)
+    return page, error.code, headers
+
+
+def page_words(error: HTTPException) -> tuple[str, str]:
+    """An error's name and explanation in the page's language: werkzeug's stock description
+    becomes ours; a description the app gave (already in the page's language) stays."""
+    name = NAMES.get(error.code, error.name)
+    if error.description == type(error).description and error.code in GENERIC:
+        return name, GENERIC[error.code]
+    return name, error.description
 
 
 def _database_unreachable(exc: BaseException):

@@ -3,6 +3,7 @@
 import threading
 import weakref
 
+from flask_babel import Babel, lazy_gettext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -56,9 +57,10 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+babel = Babel()
 csrf = CSRFProtect()
 limiter = Limiter(get_remote_address)  # no default limits; the API sets its own (api/limits.py)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
-login_manager.login_message = "Please log in to open that page."
+login_manager.login_message = lazy_gettext("Please log in to open that page.")
 login_manager.login_message_category = "info"

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from babel.numbers import parse_decimal
+from flask_babel import format_decimal, get_locale
 from wtforms import DecimalField
 from wtforms.validators import StopValidation
+from wtforms.widgets import TextInput
 
 from .services.transactions import limits
 
@@ -41,3 +44,41 @@ class NumberField(DecimalField):
             except ValueError as exc:
                 self.data = None
                 raise ValueError(self.gettext(str(exc))) from None
+
+
+class LocalNumberField(NumberField):
+    """A decimal written the way the page's language writes numbers: 1,234.56 or 12.5 in English,
+    1.234,56 or 12,5 in Portuguese. Anything else (12.50 in Portuguese, where the dot groups
+    thousands) is a parse error, never a silently different number."""
+
+    widget = TextInput()
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("render_kw", {"inputmode": "decimal", "autocomplete": "off"})
+        super().__init__(*args, **kwargs)
+
+    def process_formdata(self, valuelist) -> None:
+        """Parse with the page's language's separators (strictly), then check it is usable."""
+        if not valuelist:
+            return
+        try:
+            self.data = parse_decimal(valuelist[0].strip(), locale=get_locale(), strict=True)
+        except (ValueError, ArithmeticError):
+            self.data = None
+            raise ValueError(self.gettext(limits.NUMBER_MESSAGE)) from None
+        self._check_usable()
+
+    def _check_usable(self) -> None:
+        try:
+            limits.check_number(self.data)
+        except ValueError as exc:
+            self.data = None
+            raise ValueError(self.gettext(str(exc))) from None
+
+    def _value(self) -> str:
+        """The typed text again, or the number in the page's language."""
+        if self.raw_data:
+            return self.raw_data[0]
+        if self.data is None:
+            return ""
+        return format_decimal(self.data, format="0." + "0" * (self.places or 2))

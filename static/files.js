@@ -5,20 +5,25 @@
   var root = document.getElementById("job");
   if (!root || root.getAttribute("data-active") !== "true" || !window.fetch) return;
   var url = root.getAttribute("data-poll-url");
+  var words = JSON.parse(root.getAttribute("data-statuses") || "{}");  // in the page's language
+  var rowsText = JSON.parse(root.getAttribute("data-rows") || "{}");
   var badges = { queued: "secondary", running: "primary", done: "success", failed: "danger" };
 
   function show(job) {
     var status = document.getElementById("job-status");
     if (status) {
-      status.textContent = job.status;
+      status.textContent = words[job.status] || job.status;
       status.className = "badge text-bg-" + (badges[job.status] || "light");
     }
     var bar = document.getElementById("job-progress");
     if (bar) bar.value = job.percent;
     var rows = document.getElementById("job-rows");
     if (rows) {
-      rows.textContent = job.rows_done.toLocaleString("en") + " rows" +
-        (job.rows_total ? " of " + job.rows_total.toLocaleString("en") : "") + " scored";
+      var locale = rowsText.locale || "en";
+      var text = job.rows_total ? rowsText.of : rowsText.done;
+      rows.textContent = (text || "%(done)s rows scored")
+        .replace("%(done)s", job.rows_done.toLocaleString(locale))
+        .replace("%(total)s", job.rows_total ? job.rows_total.toLocaleString(locale) : "");
     }
   }
 

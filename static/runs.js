@@ -5,6 +5,7 @@
   var root = document.getElementById("run");
   if (!root || root.getAttribute("data-active") !== "true" || !window.fetch) return;
   var url = root.getAttribute("data-poll-url");
+  var words = JSON.parse(root.getAttribute("data-statuses") || "{}");  // in the page's language
   var badges = {
     queued: "secondary", running: "primary", succeeded: "success", failed: "danger",
     cancelled: "warning",
@@ -18,7 +19,7 @@
   function show(run) {
     var status = document.getElementById("run-status");
     if (status) {
-      status.textContent = run.status;
+      status.textContent = words[run.status] || run.status;
       status.className = "badge text-bg-" + (badges[run.status] || "light");
     }
     text("run-progress", run.progress || "");

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -25,12 +26,12 @@ class PeriodForm(FlaskForm):
     class Meta:
         csrf = False
 
-    start = DateField("From", validators=[Optional()])
-    end = DateField("To", validators=[Optional()])
-    granularity = SelectField("By", choices=choices(["day", "week"]), default="day")
-    model_version = SelectField("Model", choices=choices([""]), default="")
+    start = DateField(_l("From"), validators=[Optional()])
+    end = DateField(_l("To"), validators=[Optional()])
+    granularity = SelectField(_l("By"), choices=choices(["day", "week"]), default="day")
+    model_version = SelectField(_l("Model"), choices=choices([""]), default="")
     target_precision = NumberField(
-        "Precision target", places=2, default=0.8, validators=[Optional(), NumberRange(0.01, 1)]
+        _l("Precision target"), places=2, default=0.8, validators=[Optional(), NumberRange(0.01, 1)]
     )
 
     def period(self, default: Period) -> Period:
@@ -48,14 +49,14 @@ class ThresholdForm(FlaskForm):
     """Set the serving threshold."""
 
     threshold = NumberField(
-        "Serving threshold",
+        _l("Serving threshold"),
         places=3,
         validators=[
-            DataRequired(message="Enter a threshold."),
-            NumberRange(0.001, 0.999, message="Use a value between 0.001 and 0.999."),
+            DataRequired(message=_l("Enter a threshold.")),
+            NumberRange(0.001, 0.999, message=_l("Use a value between 0.001 and 0.999.")),
         ],
     )
-    submit = SubmitField("Set threshold")
+    submit = SubmitField(_l("Set threshold"))
 
 
 class AuditFilterForm(FlaskForm):
@@ -64,35 +65,37 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    actor = StringField("Who", validators=[Optional(), plain_text])
-    action = SelectField("Action", choices=choices([""]), default="")
-    since = DateField("From", validators=[Optional()])
-    until = DateField("To", validators=[Optional()])
+    actor = StringField(_l("Who"), validators=[Optional(), plain_text])
+    action = SelectField(_l("Action"), choices=choices([""]), default="")
+    since = DateField(_l("From"), validators=[Optional()])
+    until = DateField(_l("To"), validators=[Optional()])
 
 
 class NodeForm(FlaskForm):
     """Add a prediction node to tell of new model versions."""
 
     url = URLField(
-        "Node URL",
+        _l("Node URL"),
         validators=[
-            DataRequired(message="Enter the node's base URL."),
+            DataRequired(message=_l("Enter the node's base URL.")),
             plain_text,
-            URL(require_tld=False, message="Enter an http(s) URL such as http://10.0.0.5:8000."),
+            URL(
+                require_tld=False, message=_l("Enter an http(s) URL such as http://10.0.0.5:8000.")
+            ),
             Length(max=400),
         ],
     )
     secret = PasswordField(
-        "Webhook secret",
+        _l("Webhook secret"),
         validators=[
-            DataRequired(message="Enter the node's FRAUDAPP_WEBHOOK_SECRET."),
+            DataRequired(message=_l("Enter the node's FRAUDAPP_WEBHOOK_SECRET.")),
             plain_text,
-            Length(min=16, max=200, message="Use 16 to 200 characters."),
+            Length(min=16, max=200, message=_l("Use 16 to 200 characters.")),
         ],
     )
-    submit = SubmitField("Add node")
+    submit = SubmitField(_l("Add node"))
 
     def validate_url(self, field) -> None:
         """Only http(s): the URL is posted to."""
         if not field.data.lower().startswith(("http://", "https://")):
-            raise ValidationError("Enter an http(s) URL such as http://10.0.0.5:8000.")
+            raise ValidationError(_l("Enter an http(s) URL such as http://10.0.0.5:8000."))

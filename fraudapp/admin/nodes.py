@@ -4,6 +4,7 @@ webhook deliveries with their attempts."""
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..auth.decorators import role_required
@@ -47,7 +48,7 @@ def add_node():
     except outbox.EndpointError as exc:
         form.url.errors.append(str(exc))
         return _page(form, 400)
-    flash(f"{url} will be told of every new model version.", "success")
+    flash(gettext("%(url)s will be told of every new model version.", url=url), "success")
     return redirect(url_for("admin.nodes"))
 
 
@@ -58,7 +59,7 @@ def remove_node(endpoint_id: int):
     try:
         url = outbox.remove_endpoint(endpoint_id, current_user.username)
     except outbox.EndpointError as exc:
-        flash(f"Cannot remove: {exc}.", "error")
+        flash(gettext("Cannot remove: %(reason)s.", reason=exc), "error")
     else:
-        flash(f"{url} is no longer told of new versions.", "success")
+        flash(gettext("%(url)s is no longer told of new versions.", url=url), "success")
     return redirect(url_for("admin.nodes"))

@@ -5,6 +5,7 @@ that queue a run, cancel it, promote a version, roll back, and shadow a version 
 from __future__ import annotations
 
 from flask import current_app, flash, jsonify, redirect, render_template, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..auth.decorators import role_required
@@ -43,9 +44,15 @@ def retrain():
     trainer went silent is failed and a new one queued)."""
     run = runs_service.request_run("admin", current_user.username)
     if run.status == "queued":
-        flash(f"Training run {run.id} is queued; the trainer will pick it up.", "success")
+        flash(
+            gettext("Training run %(id)s is queued; the trainer will pick it up.", id=run.id),
+            "success",
+        )
     else:
-        flash(f"Training run {run.id} is already running; no new run was queued.", "info")
+        flash(
+            gettext("Training run %(id)s is already running; no new run was queued.", id=run.id),
+            "info",
+        )
     return redirect(url_for("admin.training_run", run_id=run.id))
 
 
@@ -106,12 +113,17 @@ def cancel_run(run_id: int):
     try:
         run = runs_service.cancel(run_id, current_user.username)
     except runs_service.RunError as exc:
-        flash(f"Cannot cancel: {exc}.", "error")
+        flash(gettext("Cannot cancel: %(reason)s.", reason=exc), "error")
         return redirect(url_for("admin.training_runs"))
     if run.status == "cancelled":
-        flash(f"Training run {run.id} is cancelled.", "success")
+        flash(gettext("Training run %(id)s is cancelled.", id=run.id), "success")
     else:
-        flash(f"Training run {run.id} will stop at its next step and publish nothing.", "info")
+        flash(
+            gettext(
+                "Training run %(id)s will stop at its next step and publish nothing.", id=run.id
+            ),
+            "info",
+        )
     return redirect(url_for("admin.training_run", run_id=run.id))
 
 
@@ -122,9 +134,19 @@ def promote_model(version: str):
     try:
         runs_service.promote(version, current_user.username)
     except runs_service.RunError as exc:  # unknown, unreadable or not verifiable
-        flash(f"Cannot promote {version}: {exc}. The serving version is unchanged.", "error")
+        flash(
+            gettext(
+                "Cannot promote %(version)s: %(reason)s. The serving version is unchanged.",
+                version=version,
+                reason=exc,
+            ),
+            "error",
+        )
     else:
-        flash(f"{version} is now serving (every node within seconds).", "success")
+        flash(
+            gettext("%(version)s is now serving (every node within seconds).", version=version),
+            "success",
+        )
     return redirect(url_for("admin.training_runs"))
 
 
@@ -135,9 +157,16 @@ def shadow_model(version: str):
     try:
         runs_service.start_shadow(version, current_user.username)
     except runs_service.RunError as exc:
-        flash(f"Cannot shadow {version}: {exc}.", "error")
+        flash(
+            gettext("Cannot shadow %(version)s: %(reason)s.", version=version, reason=exc), "error"
+        )
         return redirect(url_for("admin.training_runs"))
-    flash(f"{version} is in shadow: every prediction is also scored by it.", "success")
+    flash(
+        gettext(
+            "%(version)s is in shadow: every prediction is also scored by it.", version=version
+        ),
+        "success",
+    )
     return _to_run_of(version)
 
 
@@ -148,9 +177,9 @@ def unshadow_model():
     try:
         version = runs_service.stop_shadow(current_user.username)
     except runs_service.RunError as exc:
-        flash(f"Cannot stop the shadow: {exc}.", "error")
+        flash(gettext("Cannot stop the shadow: %(reason)s.", reason=exc), "error")
         return redirect(url_for("admin.training_runs"))
-    flash(f"{version} is no longer in shadow.", "success")
+    flash(gettext("%(version)s is no longer in shadow.", version=version), "success")
     return _to_run_of(version)
 
 
@@ -168,7 +197,10 @@ def rollback_model():
     try:
         previous = runs_service.rollback(current_user.username)
     except runs_service.RunError as exc:
-        flash(f"Cannot roll back: {exc}. The serving version is unchanged.", "error")
+        flash(
+            gettext("Cannot roll back: %(reason)s. The serving version is unchanged.", reason=exc),
+            "error",
+        )
     else:
-        flash(f"Rolled back: {previous} is now serving.", "success")
+        flash(gettext("Rolled back: %(version)s is now serving.", version=previous), "success")
     return redirect(url_for("admin.training_runs"))

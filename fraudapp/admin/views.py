@@ -6,6 +6,7 @@ import csv
 import io
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..auth.decorators import role_required
@@ -50,7 +51,14 @@ def threshold():
     setting = ThresholdForm()
     if setting.validate_on_submit():
         serving.set_threshold(model.version, float(setting.threshold.data), current_user.username)
-        flash(f"Serving threshold of {model.version} set to {setting.threshold.data}.", "success")
+        flash(
+            gettext(
+                "Serving threshold of %(version)s set to %(threshold)s.",
+                version=model.version,
+                threshold=setting.threshold.data,
+            ),
+            "success",
+        )
         return redirect(url_for("admin.threshold", **request.args))
     form, period = _period_form()
     target = float(form.target_precision.data or 0.8)

@@ -1,5 +1,6 @@
 """The login form."""
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, ValidationError
@@ -10,16 +11,16 @@ from ..services.accounts import has_control_characters
 def no_control_characters(_form, field) -> None:
     """Refuse NUL, CR, LF and other control characters: no user name or password holds one."""
     if field.data and has_control_characters(field.data):
-        raise ValidationError("Control characters are not allowed.")
+        raise ValidationError(_l("Control characters are not allowed."))
 
 
 class LoginForm(FlaskForm):
     """User name and password."""
 
     username = StringField(
-        "User name", validators=[DataRequired(), Length(max=80), no_control_characters]
+        _l("User name"), validators=[DataRequired(), Length(max=80), no_control_characters]
     )
     password = PasswordField(
-        "Password", validators=[DataRequired(), Length(max=200), no_control_characters]
+        _l("Password"), validators=[DataRequired(), Length(max=200), no_control_characters]
     )
-    submit = SubmitField("Log in")
+    submit = SubmitField(_l("Log in"))

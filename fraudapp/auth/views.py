@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_user, logout_user
 
 from ..extensions import login_manager
@@ -46,13 +47,19 @@ def login():
                 form.username.data, form.password.data, request.remote_addr
             )
         except accounts.LoginThrottled as exc:
-            flash(f"Login refused: {exc}.", "error")
+            flash(
+                gettext(
+                    "Login refused: too many failed logins; try again in %(num)d seconds.",
+                    num=exc.retry_after,
+                ),
+                "error",
+            )
             headers = {"Retry-After": str(exc.retry_after)}
             return render_template("auth/login.html", form=form), 429, headers
         if user is not None:
             login_user(user)
             return redirect(safe_next(request.args.get("next")))
-        flash("Wrong user name or password.", "error")
+        flash(gettext("Wrong user name or password."), "error")
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
 
 
@@ -62,5 +69,5 @@ def logout():
     if current_user.is_authenticated:
         accounts.logout(current_user._get_current_object())
     logout_user()
-    flash("You are logged out.", "info")
+    flash(gettext("You are logged out."), "info")
     return redirect(url_for("predict.index"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -24,19 +25,34 @@ from ..services.transactions.review import STATUSES, Filters
 class FeedbackForm(FlaskForm):
     """Was the prediction right? Two buttons."""
 
-    correct = SubmitField("Correct")
-    wrong = SubmitField("Wrong")
+    correct = SubmitField(_l("Correct"))
+    wrong = SubmitField(_l("Wrong"))
 
 
 class DeleteForm(FlaskForm):
     """Delete my data."""
 
-    delete = SubmitField("Delete my data")
+    delete = SubmitField(_l("Delete my data"))
+
+
+# The words of the filters' fixed values; other values (model versions) read as themselves.
+WORDS = {
+    "": _l("Any"),
+    "unlabelled": _l("Unlabelled"),
+    "labelled": _l("Labelled"),
+    "all": _l("All"),
+    "feedback": _l("Feedback"),
+    "analyst": _l("Analyst"),
+    "fraud": _l("Fraud"),
+    "genuine": _l("Genuine"),
+    "day": _l("Day"),
+    "week": _l("Week"),
+}
 
 
 def choices(values) -> list[SelectChoice]:
-    """Select options whose labels are the values, capitalised ("" reads "Any")."""
-    return [SelectChoice(v, v.capitalize() if v else "Any") for v in values]
+    """Select options labelled in the page's language ("" reads "Any")."""
+    return [SelectChoice(v, WORDS.get(v, v)) for v in values]
 
 
 class QueueFilterForm(FlaskForm):
@@ -45,13 +61,13 @@ class QueueFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    status = SelectField("Label", choices=choices(STATUSES), default="unlabelled")
-    decision = SelectField("Decision", choices=choices(["", "fraud", "genuine"]), default="")
-    date_from = DateField("From", validators=[Optional()])
-    date_to = DateField("To", validators=[Optional()])
-    score_min = NumberField("Score ≥", places=3, validators=[Optional(), NumberRange(0, 1)])
-    score_max = NumberField("Score ≤", places=3, validators=[Optional(), NumberRange(0, 1)])
-    model_version = SelectField("Model", choices=choices([""]), default="")
+    status = SelectField(_l("Label"), choices=choices(STATUSES), default="unlabelled")
+    decision = SelectField(_l("Decision"), choices=choices(["", "fraud", "genuine"]), default="")
+    date_from = DateField(_l("From"), validators=[Optional()])
+    date_to = DateField(_l("To"), validators=[Optional()])
+    score_min = NumberField(_l("Score ≥"), places=3, validators=[Optional(), NumberRange(0, 1)])
+    score_max = NumberField(_l("Score ≤"), places=3, validators=[Optional(), NumberRange(0, 1)])
+    model_version = SelectField(_l("Model"), choices=choices([""]), default="")
 
     def filters(self) -> Filters:
         """The filters, ignoring fields that did not validate."""
@@ -76,18 +92,18 @@ class LabelForm(FlaskForm):
     ids = SelectMultipleField(coerce=row_id, validate_choice=False)
     row = StringField()  # "<id>:fraud" or "<id>:genuine", from a row's own button
     next = HiddenField()
-    fraud = SubmitField("Fraud")
-    genuine = SubmitField("Genuine")
+    fraud = SubmitField(_l("Fraud"))
+    genuine = SubmitField(_l("Genuine"))
 
     def validate_row(self, field) -> None:
         """A row button names one prediction and a label."""
         if field.data and not re.fullmatch(r"\d{1,18}:(fraud|genuine)", field.data):
-            raise ValidationError("Unknown label.")
+            raise ValidationError(_l("Unknown label."))
 
     def validate_ids(self, field) -> None:
         """Something must be selected."""
         if not field.data and not self.row.data:
-            raise ValidationError("Select at least one transaction.")
+            raise ValidationError(_l("Select at least one transaction."))
 
     def selection(self) -> tuple[list[int], bool]:
         """The predictions to label, and whether as fraud."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..auth.decorators import role_required
@@ -27,7 +28,7 @@ def _prediction_or_404(code: str):
     try:
         return labels.by_receipt(code)
     except labels.NotFound:
-        abort(404, "No stored data has this receipt code (it may have been deleted).")
+        abort(404, gettext("No stored data has this receipt code (it may have been deleted)."))
 
 
 @bp.get("/my-data/<code>")
@@ -50,7 +51,7 @@ def give_feedback(code: str):
     form = FeedbackForm()
     if form.validate_on_submit():
         labels.give_feedback(prediction.id, _feedback_actor(), correct=bool(form.correct.data))
-        flash("Thank you — your answer was recorded.", "success")
+        flash(gettext("Thank you — your answer was recorded."), "success")
     return redirect(url_for("feedback.my_data", code=code))
 
 
@@ -60,7 +61,7 @@ def delete_my_data(code: str):
     _prediction_or_404(code)
     if DeleteForm().validate_on_submit():
         labels.delete_by_receipt(code)
-        flash("Your data was deleted. Only anonymous counts remain.", "success")
+        flash(gettext("Your data was deleted. Only anonymous counts remain."), "success")
         return redirect(url_for("predict.index"))
     return redirect(url_for("feedback.my_data", code=code))
 
@@ -90,10 +91,17 @@ def label():
     if form.validate_on_submit():
         ids, fraud = form.selection()
         count = labels.label_by_analyst(ids, fraud, current_user.username)
-        flash(f"Labelled {count} transaction(s) as {'fraud' if fraud else 'genuine'}.", "success")
+        flash(_labelled(count, fraud), "success")
     else:
-        flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
+        flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "error")
     return redirect(safe_next(form.next.data))
+
+
+def _labelled(count: int, fraud: bool) -> str:
+    """The message after labelling, in the page's language."""
+    if fraud:
+        return gettext("Labelled %(num)d transaction(s) as fraud.", num=count)
+    return gettext("Labelled %(num)d transaction(s) as genuine.", num=count)
 
 
 @bp.get("/review/coverage")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, SubmitField
@@ -13,21 +14,21 @@ from ..services.transactions.file_jobs import allowed_name
 def csv_name(form, field) -> None:
     """Only .csv and .csv.gz files."""
     if field.data and not allowed_name(field.data.filename or ""):
-        raise ValidationError("Choose a .csv or .csv.gz file.")
+        raise ValidationError(_l("Choose a .csv or .csv.gz file."))
 
 
 class UploadForm(FlaskForm):
     """A CSV to score, and whether its rows join the history."""
 
     file = FileField(
-        "CSV file (.csv or .csv.gz)",
-        validators=[FileRequired("Choose a .csv or .csv.gz file."), csv_name],
+        _l("CSV file (.csv or .csv.gz)"),
+        validators=[FileRequired(_l("Choose a .csv or .csv.gz file.")), csv_name],
     )
-    store = BooleanField("Store the rows in the history")
-    submit = SubmitField("Score the file")
+    store = BooleanField(_l("Store the rows in the history"))
+    submit = SubmitField(_l("Score the file"))
 
 
 class DeleteResultForm(FlaskForm):
     """Delete a job's scored file now."""
 
-    delete = SubmitField("Delete the scored file")
+    delete = SubmitField(_l("Delete the scored file"))

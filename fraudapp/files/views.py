@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, jsonify, redirect, render_template, send_file, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..auth.decorators import role_required
@@ -16,7 +17,7 @@ def _job_or_404(key: str):
     try:
         return file_jobs.job_for(key, current_user)
     except file_jobs.JobNotFound:
-        abort(404, "No file job of yours has this address (it may have been deleted).")
+        abort(404, gettext("No file job of yours has this address (it may have been deleted)."))
 
 
 def _index(form: UploadForm, status: int = 200):
@@ -75,7 +76,10 @@ def download(key: str):
     job = _job_or_404(key)
     path = file_jobs.download(job, current_user)
     if path is None:
-        abort(404, "This job has no scored file (it failed, is not finished, or was deleted).")
+        abort(
+            404,
+            gettext("This job has no scored file (it failed, is not finished, or was deleted)."),
+        )
     return send_file(
         path,
         mimetype="application/gzip",
@@ -91,5 +95,5 @@ def delete(key: str):
     job = _job_or_404(key)
     if DeleteResultForm().validate_on_submit():
         file_jobs.delete_result(job)
-        flash("The scored file was deleted.", "success")
+        flash(gettext("The scored file was deleted."), "success")
     return redirect(url_for("files.job", key=key), code=303)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateTimeLocalField, IntegerField, SubmitField
 from wtforms.validators import InputRequired, StopValidation
 
-from ..fields import NumberField, limit
+from ..fields import LocalNumberField, limit
 from ..services.transactions import limits
 from ..services.transactions.scoring import TransactionIn
 
@@ -22,19 +24,19 @@ def parsed(form, field) -> None:
 def cents(form, field) -> None:
     """At most two decimals."""
     if field.data is not None and field.data != round(field.data, 2):
-        raise StopValidation("Use at most two decimals.")
+        raise StopValidation(gettext("Use at most two decimals."))
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, second=0, microsecond=0)
 
 
-def id_field(label: str) -> IntegerField:
-    """A required whole-number id field."""
+def id_field(label: str, missing: str) -> IntegerField:
+    """A required whole-number id field; `missing` is the message when it is left empty."""
     return IntegerField(
         label,
         validators=[
-            InputRequired(message=f"Enter the {label.lower()}."),
+            InputRequired(message=missing),
             parsed,
             limit(limits.check_id),
         ],
@@ -45,37 +47,37 @@ class TransactionForm(FlaskForm):
     """Date/time (UTC), customer, terminal, amount and consent to store the transaction."""
 
     tx_datetime = DateTimeLocalField(
-        "Date and time (UTC)",
+        _l("Date and time (UTC)"),
         default=_now,
         format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
         validators=[
-            InputRequired(message="Enter a date and time."),
+            InputRequired(message=_l("Enter a date and time.")),
             parsed,
             limit(limits.check_time),
         ],
     )
-    customer_id = id_field("Customer id")
-    terminal_id = id_field("Terminal id")
-    amount = NumberField(
-        "Amount",
+    customer_id = id_field(_l("Customer id"), _l("Enter the customer id."))
+    terminal_id = id_field(_l("Terminal id"), _l("Enter the terminal id."))
+    amount = LocalNumberField(
+        _l("Amount"),
         places=2,
         validators=[
-            InputRequired(message="Enter the amount."),
+            InputRequired(message=_l("Enter the amount.")),
             parsed,
             limit(limits.check_amount),
             cents,
         ],
     )
-    consent = BooleanField("Store this transaction to improve the model", default=False)
-    submit = SubmitField("Score transaction")
+    consent = BooleanField(_l("Store this transaction to improve the model"), default=False)
+    submit = SubmitField(_l("Score transaction"))
 
     def summary(self) -> dict:
-        """What was scored, for the result page."""
+        """What was scored, for the result page (which words and formats it)."""
         return {
-            "Date and time (UTC)": self.tx_datetime.data.isoformat(sep=" "),
-            "Customer": self.customer_id.data,
-            "Terminal": self.terminal_id.data,
-            "Amount": f"{self.amount.data:.2f}",
+            "tx_datetime": self.tx_datetime.data.isoformat(sep=" "),
+            "customer_id": self.customer_id.data,
+            "terminal_id": self.terminal_id.data,
+            "amount": float(self.amount.data),
         }
 
     def to_input(self) -> TransactionIn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import redirect, render_template, session, url_for
+from flask_babel import gettext
 
 from ..feedback.forms import FeedbackForm
 from ..services import serving
@@ -19,7 +20,11 @@ def index():
         try:
             result = scoring.score(form.to_input(), form.consent.data, want_explanation=True)
         except serving.ModelUnavailable as exc:
-            return render_template("predict/index.html", form=form, unavailable=str(exc)), 503
+            message = gettext(
+                "No model can score transactions just now; please try again later (%(reason)s).",
+                reason=exc,
+            )
+            return render_template("predict/index.html", form=form, unavailable=message), 503
         session["result"] = {
             "score": result.score,
             "is_fraud": result.is_fraud,
@@ -27,7 +32,9 @@ def index():
             "model_version": result.model_version,
             "receipt": result.receipt,
             "transaction": form.summary(),
-            "reasons": [(r["text"], r["contribution"] > 0) for r in result.explanation],
+            "reasons": [
+                (r["feature"], r["value"], r["contribution"] > 0) for r in result.explanation
+            ],
         }
         return redirect(url_for("predict.result"))
     return render_template("predict/index.html", form=form), 400 if form.errors else 200

@@ -164,12 +164,13 @@ def browser():
 
 @pytest.fixture
 def new_page(browser, live_server):
-    """Make pages in fresh browser contexts (own cookies: another person), closed at the end."""
+    """Make pages in fresh browser contexts (own cookies: another person), closed at the end;
+    options go to the context (locale="pt-BR": the browser asks for Portuguese)."""
     contexts = []
 
-    def make():
+    def make(**options):
         context = browser.new_context(
-            base_url=live_server["url"], viewport={"width": 1200, "height": 900}
+            base_url=live_server["url"], viewport={"width": 1200, "height": 900}, **options
         )
         context.set_default_timeout(15_000)
         contexts.append(context)

@@ -13,6 +13,7 @@ import math
 import re
 
 from flask import current_app
+from flask_babel import LazyString, format_decimal, gettext, lazy_gettext
 
 MAX_ID = 2**31 - 1
 MAX_AMOUNT = 1_000_000.0
@@ -23,11 +24,16 @@ MAX_ROW_ID = 2**63 - 1  # the largest id a database row can have: larger ids in 
 MAX_PAGE = 1_000_000  # larger page numbers are read as this one
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # control characters, lone surrogates
 
-ID_MESSAGE = f"Use a whole number from 0 to {MAX_ID}."
-AMOUNT_MESSAGE = f"Use an amount from 0 to {MAX_AMOUNT:,.0f}."
-EARLY_MESSAGE = f"Use a date from {EARLIEST.year} on."
-NUMBER_MESSAGE = "Not a valid decimal value."
-CONTROL_MESSAGE = "Remove the control characters."
+# The messages are lazy: a page shows them in its language, the API and the CLI in English.
+ID_MESSAGE = lazy_gettext(
+    "Use a whole number from 0 to %(max)s.", max=LazyString(format_decimal, MAX_ID)
+)
+AMOUNT_MESSAGE = lazy_gettext(
+    "Use an amount from 0 to %(max)s.", max=LazyString(format_decimal, MAX_AMOUNT)
+)
+EARLY_MESSAGE = lazy_gettext("Use a date from %(year)s on.", year=EARLIEST.year)
+NUMBER_MESSAGE = "Not a valid decimal value."  # WTForms' own message (and its translations)
+CONTROL_MESSAGE = lazy_gettext("Remove the control characters.")
 
 
 def latest_time() -> dt.datetime:
@@ -39,7 +45,10 @@ def latest_time() -> dt.datetime:
 
 def future_message(latest: dt.datetime) -> str:
     """Why a transaction time is refused for being in the future."""
-    return f"Use a time no later than now ({latest:%Y-%m-%d %H:%M} UTC): it is in the future."
+    return gettext(
+        "Use a time no later than now (%(latest)s UTC): it is in the future.",
+        latest=latest.strftime("%Y-%m-%d %H:%M"),
+    )
 
 
 def check_time(value: dt.datetime) -> dt.datetime:

@@ -85,8 +85,11 @@ def queue(filters: Filters, page: int = 1, per_page: int = 25) -> Page:
     return Page(list(items), total, page, per_page)
 
 
-def explanations(predictions: list[Prediction], top: int = 3) -> dict[int, list[tuple[str, bool]]]:
-    """Plain-words reasons per prediction, from its stored features and its own model version."""
+def explanations(
+    predictions: list[Prediction], top: int = 3
+) -> dict[int, list[tuple[str, float, bool]]]:
+    """The reasons per prediction — (feature, value, raised the risk), for the page to word — from
+    its stored features and its own model version."""
     reasons = {}
     for prediction in predictions:
         model = load_version(prediction.model_version)
@@ -95,7 +98,8 @@ def explanations(predictions: list[Prediction], top: int = 3) -> dict[int, list[
             continue
         row = model.full_row(prediction.features)
         reasons[prediction.id] = [
-            (r["text"], r["contribution"] > 0) for r in explain_rows(model, row[None, :], top)[0]
+            (r["feature"], r["value"], r["contribution"] > 0)
+            for r in explain_rows(model, row[None, :], top)[0]
         ]
     return reasons
 
