@@ -58,7 +58,7 @@ format: install
 TRANSLATIONS := fraudapp/translations
 PYBABEL := $(VENV)/bin/pybabel
 i18n: install
-	$(PYBABEL) -q extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+	$(PYBABEL) -q extract -F babel.cfg -k _l -k lazy_gettext -k Message --no-location --sort-output \
 	  --project fraudapp --copyright-holder "fraudapp contributors" -o $(TRANSLATIONS)/messages.pot .
 	test -f $(TRANSLATIONS)/pt_BR/LC_MESSAGES/messages.po || \
 	  $(PYBABEL) -q init -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -l pt_BR

@@ -304,7 +304,7 @@ def monitor_command(as_of, as_json: bool) -> None:
                     "id": snapshot.id,
                     "model_version": snapshot.model_version,
                     "figures": snapshot.figures,
-                    "alerts": snapshot.alerts,
+                    "alerts": alerts.for_machines(snapshot.alerts),
                     "deliveries": snapshot.deliveries,
                 }
             )

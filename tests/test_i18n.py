@@ -31,7 +31,7 @@ def _extracted() -> set[str]:
     """The messages in the code and templates now, extracted as `make i18n` does."""
     with open(ROOT / "babel.cfg") as cfg:
         method_map, options_map = parse_mapping_cfg(cfg)
-    keywords = DEFAULT_KEYWORDS | {"_l": None, "lazy_gettext": None}
+    keywords = DEFAULT_KEYWORDS | {"_l": None, "lazy_gettext": None, "Message": None}
     return {
         message[2] if isinstance(message[2], str) else message[2][0]
         for message in extract_from_dir(str(ROOT), method_map, options_map, keywords)

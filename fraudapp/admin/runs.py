@@ -10,6 +10,7 @@ from flask_login import current_user
 
 from ..auth.decorators import role_required
 from ..extensions import db
+from ..i18n import shown
 from ..models import TrainingRun
 from ..services.distribution import catalog, releases
 from ..services.training import runs as runs_service
@@ -85,11 +86,11 @@ def training_run_json(run_id: int):
             "id": run.id,
             "status": run.status,
             "active": run.active,
-            "progress": run.progress,
+            "progress": shown(run.progress),
             "cancel_requested": run.cancel_requested,
             "version": run.version,
             "promotion": run.promotion,
-            "error": run.error,
+            "error": shown(run.error) or None,
             "created_at": _iso(run.created_at),
             "started_at": _iso(run.started_at),
             "heartbeat_at": _iso(run.heartbeat_at),

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
+from ..i18n import Message
 from ..models import ROLES, AuditEvent, User, utcnow
 from . import audit
 
@@ -37,14 +38,14 @@ def create_user(username: str, role: str, password: str) -> User:
     """A new active user with a hashed password."""
     username = username.strip()
     if not username or len(username) > 80:
-        raise AccountError("the user name must be 1-80 characters")
+        raise AccountError(Message("the user name must be 1-80 characters"))
     if has_control_characters(username):
-        raise AccountError("the user name must not contain control characters")
+        raise AccountError(Message("the user name must not contain control characters"))
     if role not in ROLES:
-        raise AccountError(f"the role must be one of {', '.join(ROLES)}")
+        raise AccountError(Message("the role must be one of %(roles)s", roles=", ".join(ROLES)))
     _check_password(password)
     if db.session.scalar(select(User.id).where(User.username == username)):
-        raise AccountError(f"a user named {username!r} exists already")
+        raise AccountError(Message("a user named %(name)s exists already", name=repr(username)))
     user = User(username=username, role=role)
     user.set_password(password)
     db.session.add(user)
@@ -66,7 +67,7 @@ def set_password(username: str, password: str) -> User:
     """Give a user a new password; every session opened before ends."""
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
-        raise AccountError(f"no user named {username!r}")
+        raise AccountError(Message("no user named %(name)s", name=repr(username)))
     _check_password(password)
     user.set_password(password)
     audit.record("user.password_changed", target=username, actor="cli")
@@ -101,9 +102,9 @@ def has_control_characters(text: str) -> bool:
 
 def _check_password(password: str) -> None:
     if len(password) < 8:
-        raise AccountError("the password must have at least 8 characters")
+        raise AccountError(Message("the password must have at least 8 characters"))
     if has_control_characters(password):
-        raise AccountError("the password must not contain control characters")
+        raise AccountError(Message("the password must not contain control characters"))
 
 
 def authenticate(username: str, password: str, ip: str | None) -> User | None:

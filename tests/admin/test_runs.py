@@ -11,6 +11,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fraudapp.extensions import db
+from fraudapp.i18n import shown
 from fraudapp.ml.metrics import evaluate
 from fraudapp.ml.training import Windows, predict, split
 from fraudapp.models import AuditEvent, TrainingRun, Transaction, utcnow
@@ -212,7 +213,7 @@ def test_a_stale_running_run_is_marked_failed(app):
     assert runs.fail_stale(120) == 1
     db.session.refresh(stale)
     assert stale.status == "failed" and stale.finished_at
-    assert stale.error == (
+    assert shown(stale.error) == (
         f"the trainer stopped sending heartbeats at {heard} UTC (it died or lost the database)"
     )
     alive = _running(0)

@@ -15,6 +15,7 @@ from flask import g
 from sqlalchemy import event, func, select, update
 
 from fraudapp.extensions import db
+from fraudapp.i18n import shown
 from fraudapp.models import AuditEvent, FileJob, Prediction, Transaction
 from fraudapp.services import accounts
 from fraudapp.services.transactions import file_jobs
@@ -131,7 +132,7 @@ def test_a_bad_file_fails_naming_the_line_and_stores_nothing(analyst):
     _upload(analyst, _csv(10, bad_line=7), store=True)
     assert file_jobs.work_once().status == "failed"
     job = _job()
-    assert "line 7: TX_AMOUNT" in job.error and job.result_path is None
+    assert "line 7: TX_AMOUNT" in shown(job.error) and job.result_path is None
     assert job.upload_path is None and _count(Transaction) == 0
     page = analyst.get(f"/files/{job.key}").text
     assert "line 7: TX_AMOUNT" in page and 'id="download"' not in page

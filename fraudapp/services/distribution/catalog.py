@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ...extensions import db
+from ...i18n import Message
 from ...ml.metrics import finite
 from ...ml.registry import RegistryError
 from ...models import ModelVersion
@@ -99,6 +100,6 @@ def register_if_local(version: str) -> ModelVersion:
     row = db.session.get(ModelVersion, version)
     if row is None:
         if version not in registry().versions():
-            raise ReleaseError("there is no such version")
+            raise ReleaseError(Message("there is no such version"))
         row = register(version)
     return row

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from ... import signing
 from ...extensions import db
+from ...i18n import Message
 from ...models import ModelVersion, WebhookDelivery, WebhookEndpoint, utcnow
 from .. import audit
 
@@ -48,7 +49,7 @@ def add_endpoint(url: str, secret: str, by: str) -> WebhookEndpoint:
     """Add a node (its base URL) with the secret it verifies with; audited; commits."""
     url = url.strip().rstrip("/")
     if db.session.scalar(select(WebhookEndpoint.id).where(WebhookEndpoint.url == url)):
-        raise EndpointError(f"{url} is already a node")
+        raise EndpointError(Message("%(url)s is already a node", url=url))
     row = WebhookEndpoint(url=url, secret=secret, added_by=by)
     db.session.add(row)
     audit.record("node.added", target=url, actor=by)
@@ -61,7 +62,7 @@ def remove_endpoint(endpoint_id: int, by: str) -> str:
     URL."""
     row = db.session.get(WebhookEndpoint, endpoint_id)
     if row is None:
-        raise EndpointError("no such node (it may have been removed already)")
+        raise EndpointError(Message("no such node (it may have been removed already)"))
     db.session.delete(row)
     db.session.execute(
         update(WebhookDelivery)

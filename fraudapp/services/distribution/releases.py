@@ -26,6 +26,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from ...extensions import db
+from ...i18n import Message
 from ...ml.registry import Registry, RegistryError, previous_of, verified_booster
 from ...models import ModelRelease, ModelVersion
 from ...signing import HEADER, artifact_message, sign
@@ -123,9 +124,14 @@ def start_shadow(version: str, actor: str) -> None:
     version or one that does not load; a version already in shadow is left as it is."""
     champion = current()
     if champion is None:
-        raise ReleaseError("no version serves yet: promote one before shadowing another")
+        raise ReleaseError(Message("no version serves yet: promote one before shadowing another"))
     if version == champion:
-        raise ReleaseError(f"{version} is the serving version (the champion): shadow another one")
+        raise ReleaseError(
+            Message(
+                "%(version)s is the serving version (the champion): shadow another one",
+                version=version,
+            )
+        )
     if version == challenger():
         return
     ensure_installed(version)
@@ -147,7 +153,7 @@ def stop_shadow(actor: str) -> str:
     that was in shadow; audited; commits. ReleaseError when none is."""
     version = challenger()
     if version is None:
-        raise ReleaseError("no version is in shadow")
+        raise ReleaseError(Message("no version is in shadow"))
     db.session.add(ModelRelease(version=version, action="unshadow", actor=actor, announced=True))
     audit.record("model.unshadowed", target=version, actor=actor)
     db.session.commit()
@@ -205,7 +211,7 @@ def ensure_installed(version: str) -> None:
         return
     row = db.session.get(ModelVersion, version)
     if row is None:
-        raise ReleaseError("there is no such version")
+        raise ReleaseError(Message("there is no such version"))
     install(version, row.artifact_url, row.sha256)
 
 
@@ -220,15 +226,26 @@ def install(version: str, url: str, sha256: str) -> bool:
     with _lock(reg, "install"):
         if version in reg.versions():
             if reg.meta(version).get("sha256") != sha256:
-                raise ArtifactError(f"version {version} is installed with another checksum")
+                raise ArtifactError(
+                    Message(
+                        "version %(version)s is installed with another checksum", version=version
+                    )
+                )
             return False
         data = fetch(url)
         meta = data.get("meta") if isinstance(data, dict) else None
         model_text = data.get("model") if isinstance(data, dict) else None
         if not isinstance(meta, dict) or not isinstance(model_text, str):
-            raise ArtifactError(f"{url}: not a model artifact")
+            raise ArtifactError(Message("%(url)s: not a model artifact", url=url))
         if data.get("version") != version or meta.get("sha256") != sha256:
-            raise ArtifactError(f"{url}: artifact is not version {version} with sha256 {sha256}")
+            raise ArtifactError(
+                Message(
+                    "%(url)s: artifact is not version %(version)s with sha256 %(sha256)s",
+                    url=url,
+                    version=version,
+                    sha256=sha256,
+                )
+            )
         try:
             verified_booster(model_text, meta, version)
             reg.install(model_text, meta, version=version)
@@ -243,10 +260,12 @@ def fetch(url: str) -> dict:
     (the trainer accepts each signed request once); its JSON."""
     secret = current_app.config["WEBHOOK_SECRET"]
     if not secret:
-        raise FetchError("FRAUDAPP_WEBHOOK_SECRET is not set: cannot authenticate to the trainer")
+        raise FetchError(
+            Message("FRAUDAPP_WEBHOOK_SECRET is not set: cannot authenticate to the trainer")
+        )
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise FetchError(f"{url}: only http(s) artifact URLs are allowed")
+        raise FetchError(Message("%(url)s: only http(s) artifact URLs are allowed", url=url))
     nonce = secrets.token_urlsafe(16)
     signed_url = urllib.parse.urlunsplit(parts._replace(query=f"nonce={nonce}", fragment=""))
     header = sign(secret, artifact_message(parts.path, nonce))
@@ -257,11 +276,15 @@ def fetch(url: str) -> dict:
         ) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        raise FetchError(f"{url}: the trainer answered {exc.code}") from exc
+        raise FetchError(
+            Message("%(url)s: the trainer answered %(status)s", url=url, status=exc.code)
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
         raise FetchError(f"{url}: {exc}") from exc
     except ValueError as exc:
-        raise ArtifactError(f"{url}: not JSON ({exc})") from exc
+        raise ArtifactError(
+            Message("%(url)s: not JSON (%(reason)s)", url=url, reason=str(exc))
+        ) from exc
 
 
 @contextlib.contextmanager

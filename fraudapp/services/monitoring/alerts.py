@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ...extensions import db
+from ...i18n import Message
 from ...models import MonitoringSnapshot
 from ..distribution import outbox
 from ..serving import serving_model, serving_threshold
@@ -23,6 +24,9 @@ def latest_snapshots(limit: int = 20) -> list[MonitoringSnapshot]:
             select(MonitoringSnapshot).order_by(MonitoringSnapshot.id.desc()).limit(limit)
         )
     )
+
+
+SUGGESTION = Message("consider retraining the model on the recent labels")
 
 
 def check(as_of: dt.date | None = None) -> MonitoringSnapshot:
@@ -76,8 +80,13 @@ def evaluate_rules(figures: dict, config) -> list[dict]:
                 "rule": "f1",
                 "value": figures["f1"],
                 "limit": config["ALERT_F1_BELOW"],
-                "message": f"F1 {figures['f1']:.3f} over the last {days} days is below "
-                f"{config['ALERT_F1_BELOW']} ({figures['labelled']} labels)",
+                "message": Message(
+                    "F1 %(f1)s over the last %(days)s days is below %(limit)s (%(labels)s labels)",
+                    f1=round(figures["f1"], 3),
+                    days=days,
+                    limit=float(config["ALERT_F1_BELOW"]),
+                    labels=figures["labelled"],
+                ),
             }
         )
     worst = max(
@@ -91,8 +100,12 @@ def evaluate_rules(figures: dict, config) -> list[dict]:
                 "rule": "psi",
                 "value": worst["psi"],
                 "limit": config["ALERT_PSI_ABOVE"],
-                "message": f"{worst['feature']} drifted: PSI {worst['psi']:.3f} > "
-                f"{config['ALERT_PSI_ABOVE']}",
+                "message": Message(
+                    "%(feature)s drifted: PSI %(psi)s > %(limit)s",
+                    feature=worst["feature"],
+                    psi=round(worst["psi"], 3),
+                    limit=float(config["ALERT_PSI_ABOVE"]),
+                ),
             }
         )
     coverage = figures["coverage"]
@@ -102,12 +115,23 @@ def evaluate_rules(figures: dict, config) -> list[dict]:
                 "rule": "coverage",
                 "value": coverage,
                 "limit": config["ALERT_COVERAGE_BELOW"],
-                "message": f"only {coverage:.1%} of stored predictions are labelled",
+                "message": Message(
+                    "only %(percent)s%% of stored predictions are labelled",
+                    percent=round(100 * coverage, 1),
+                ),
             }
         )
     for alert in alerts:
-        alert["suggestion"] = "consider retraining the model on the recent labels"
+        message = alert["message"]
+        alert["message"], alert["wording"] = message.english(), message.stored()
+        alert["suggestion"] = SUGGESTION.stored()
     return alerts
+
+
+def for_machines(alerts: list[dict]) -> list[dict]:
+    """The alerts as the webhooks and `flask monitor --json` give them: English texts, without
+    the stored wording the dashboard shows in its reader's language."""
+    return [{k: v for k, v in alert.items() if k != "wording"} for alert in alerts]
 
 
 def _queue_alerts(snapshot: MonitoringSnapshot, config) -> list:
@@ -117,7 +141,7 @@ def _queue_alerts(snapshot: MonitoringSnapshot, config) -> list:
     payload = {
         "event": "monitoring.alert",
         "model_version": snapshot.model_version,
-        "alerts": snapshot.alerts,
+        "alerts": for_machines(snapshot.alerts),
         "sent_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     return [outbox.queue(url, payload) for url in config["ALERT_WEBHOOK_URLS"]]

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ...extensions import db
+from ...i18n import Message
 from ...ml.metrics import evaluate, finite
 from ...ml.registry import RegistryError
 from ...ml.training import predict, split
@@ -33,6 +34,7 @@ from ..transactions.history import load_history
 from .train import choose_and_train, latest_windows, publish
 
 ACTIVE = ("queued", "running")
+CANCELLED, FAILED = Message("cancelled").stored(), Message("failed").stored()  # progress
 
 
 class RunError(Exception):
@@ -51,7 +53,10 @@ def request_run(reason: str, requested_by: str) -> TrainingRun:
     if existing:
         return existing
     run = TrainingRun(
-        reason=reason, requested_by=requested_by, status="queued", progress="waiting for a trainer"
+        reason=reason,
+        requested_by=requested_by,
+        status="queued",
+        progress=Message("waiting for a trainer").stored(),
     )
     db.session.add(run)
     try:
@@ -73,12 +78,16 @@ def cancel(run_id: int, by: str) -> TrainingRun:
     """Cancel a queued run at once, or ask a running one to stop before it publishes."""
     run = _get(run_id)
     if run.status == "queued":
-        run.status, run.finished_at, run.progress = "cancelled", utcnow(), "cancelled"
+        run.status, run.finished_at, run.progress = "cancelled", utcnow(), CANCELLED
     elif run.status == "running":
         run.cancel_requested = True
-        run.progress = "cancelling"
+        run.progress = Message("cancelling").stored()
     else:
-        raise RunError(f"run {run_id} is {run.status}: nothing to cancel")
+        raise RunError(
+            Message(
+                "run %(id)s is %(status)s: nothing to cancel", id=run_id, status=Message(run.status)
+            )
+        )
     audit.record("retrain.cancelled", target=f"run {run_id}", actor=by)
     db.session.commit()
     return run
@@ -188,7 +197,7 @@ def rollback(by: str) -> str:
     """Serve the version that served before the current one, on every node; audited."""
     previous = releases.previous()
     if previous is None:
-        raise RunError("no earlier version to roll back to")
+        raise RunError(Message("no earlier version to roll back to"))
     try:
         releases.release(previous, "rollback", by)
     except (RegistryError, releases.ReleaseError) as exc:
@@ -206,7 +215,7 @@ def _active() -> TrainingRun | None:
 def _get(run_id: int) -> TrainingRun:
     run = db.session.get(TrainingRun, run_id)
     if run is None:
-        raise RunError(f"no run {run_id}")
+        raise RunError(Message("no run %(id)s", id=run_id))
     return run
 
 
@@ -239,9 +248,12 @@ def fail_stale(max_silence: float) -> int:
             .values(
                 status="failed",
                 finished_at=utcnow(),
-                progress="failed",
-                error=f"the trainer stopped sending heartbeats at {heartbeat_at:%H:%M:%S} UTC "
-                "(it died or lost the database)",
+                progress=FAILED,
+                error=Message(
+                    "the trainer stopped sending heartbeats at %(time)s UTC "
+                    "(it died or lost the database)",
+                    time=f"{heartbeat_at:%H:%M:%S}",
+                ).stored(),
             )
             .execution_options(synchronize_session=False)
         )
@@ -250,7 +262,7 @@ def fail_stale(max_silence: float) -> int:
     return failed
 
 
-def fail_worker(worker: str, error: str) -> list[int]:
+def fail_worker(worker: str, error: Message) -> list[int]:
     """Mark failed the runs this trainer is running (it is stopping); their ids; commits."""
     ids = list(
         db.session.scalars(
@@ -263,7 +275,7 @@ def fail_worker(worker: str, error: str) -> list[int]:
         db.session.execute(
             update(TrainingRun)
             .where(TrainingRun.id.in_(ids), TrainingRun.status == "running")
-            .values(status="failed", finished_at=utcnow(), progress="failed", error=error)
+            .values(status="failed", finished_at=utcnow(), progress=FAILED, error=error.stored())
             .execution_options(synchronize_session=False)
         )
     db.session.commit()
@@ -293,7 +305,7 @@ def claim(worker: str) -> TrainingRun | None:
             worker=worker,
             started_at=now,
             heartbeat_at=now,
-            progress="loading the labelled history",
+            progress=Message("loading the labelled history").stored(),
         )
     )
     db.session.commit()
@@ -324,8 +336,10 @@ def execute(run: TrainingRun) -> TrainingRun:
         run = db.session.get(TrainingRun, run.id)
         run.status, run.error, run.progress = (
             "failed",
-            f"{type(exc).__name__}: {exc}"[:2000],
-            "failed",
+            Message(
+                "%(error)s: %(reason)s", error=type(exc).__name__, reason=str(exc)[:1500]
+            ).stored(),
+            FAILED,
         )
         run.finished_at = utcnow()
         db.session.commit()
@@ -352,13 +366,13 @@ def _heartbeat(app, run_id: int, stop: threading.Event) -> None:
         db.session.remove()
 
 
-def _step(run: TrainingRun, progress: str) -> None:
+def _step(run: TrainingRun, progress: Message) -> None:
     """Save what the run knows so far with its progress; stop here if cancelled, or if the run
     was failed meanwhile (its heartbeats were late: another process took this trainer for dead)."""
     status = db.session.scalar(select(TrainingRun.status).where(TrainingRun.id == run.id))
     if status != "running":
         raise _Abandoned(status)
-    run.progress = progress
+    run.progress = progress.stored()
     db.session.commit()
     if db.session.scalar(select(TrainingRun.cancel_requested).where(TrainingRun.id == run.id)):
         raise _Cancelled()
@@ -384,16 +398,16 @@ def _execute(run: TrainingRun) -> None:
     try:
         _step(run, _training_progress(run, config))
         result, choice = choose_and_train(history, windows)
-        _step(run, "evaluating the candidate and the champion")
+        _step(run, Message("evaluating the candidate and the champion"))
         _record_windows(run, history, result.windows)
         run.params = choice.as_dict() if choice else None
         run.candidate_metrics = finite(result.metrics)
         _, valid_rows = split(history, result.windows)
         run.champion_version, champion = _champion_metrics(history, valid_rows)
         run.champion_metrics = finite(champion)
-        _step(run, "publishing")
+        _step(run, Message("publishing"))
     except _Cancelled:
-        run.status, run.progress, run.finished_at = "cancelled", "cancelled", utcnow()
+        run.status, run.progress, run.finished_at = "cancelled", CANCELLED, utcnow()
         db.session.commit()
         return
     except _Abandoned:
@@ -401,7 +415,7 @@ def _execute(run: TrainingRun) -> None:
         return
     run.version = publish(result, history)
     run.promotion = _apply_policy(run)
-    run.status, run.progress, run.finished_at = "succeeded", "done", utcnow()
+    run.status, run.progress, run.finished_at = "succeeded", Message("done").stored(), utcnow()
     db.session.commit()
 
 
@@ -412,13 +426,15 @@ def _record_windows(run: TrainingRun, history, windows) -> None:
     run.labels = _label_counts(history, train_rows)
 
 
-def _training_progress(run: TrainingRun, config) -> str:
+def _training_progress(run: TrainingRun, config) -> Message:
     """What the run says while it trains."""
     days = tuple(config["RETRAIN_WINDOW_CHOICES"])
     if not days:
-        return f"training on {run.train_rows:,} labelled transactions"
+        return Message("training on %(rows)s labelled transactions", rows=f"{run.train_rows:,}")
     trials = len(days) * len(config["RETRAIN_PARAM_VARIANTS"] or {"default": {}})
-    return f"choosing among {trials} training windows and parameters, then training"
+    return Message(
+        "choosing among %(trials)s training windows and parameters, then training", trials=trials
+    )
 
 
 def _label_counts(history, rows: np.ndarray) -> dict:

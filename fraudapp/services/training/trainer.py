@@ -19,6 +19,7 @@ import time
 from flask import current_app
 
 from ...extensions import db
+from ...i18n import Message, shown
 from ..distribution import agent, catalog, outbox, releases
 from .runs import claim, execute, fail_stale, fail_worker, review_shadow, schedule_due
 
@@ -81,11 +82,13 @@ def work(once: bool, poll_seconds: float, log=print) -> int:
             log(
                 f"run {run.id}: {run.status}"
                 + (f", version {run.version} {run.promotion}" if run.version else "")
-                + (f" — {run.error}" if run.error else "")
+                + (f" — {shown(run.error)}" if run.error else "")
             )
     except Stopped as exc:
         db.session.remove()  # the interrupted session may hold a broken transaction
-        failed = fail_worker(name, f"the trainer was stopped ({exc.signal})")
+        failed = fail_worker(
+            name, Message("the trainer was stopped (%(signal)s)", signal=str(exc.signal))
+        )
         log(
             f"trainer: stopped by {exc.signal}"
             + (f"; run {', '.join(map(str, failed))} marked failed" if failed else "")

@@ -25,6 +25,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ...extensions import db
+from ...i18n import Message, shown
 from ...models import FileJob, User, utcnow
 from .. import audit
 from ..distribution.agent import Guard, node_name
@@ -182,7 +183,7 @@ def status(job: FileJob) -> dict:
         "rows_done": job.rows_done,
         "rows_total": job.rows_total,
         "percent": _percent(job),
-        "error": job.error,
+        "error": shown(job.error) or None,
     }
 
 
@@ -296,10 +297,14 @@ def run(job: FileJob) -> FileJob:
         )
         error = None
     except FileRefused as exc:
-        error = f"the file was refused, nothing was stored: {exc}"
+        error = Message("the file was refused, nothing was stored: %(reason)s", reason=exc)
     except Exception as exc:  # noqa: BLE001 — the job records any failure
         current_app.logger.exception("file job %s failed", job.id)
-        error = f"scoring failed: {type(exc).__name__}: {exc}"
+        error = Message(
+            "scoring failed: %(error)s: %(reason)s",
+            error=type(exc).__name__,
+            reason=str(exc)[:1500],
+        )
     finally:
         stop.set()
         beat.join()
@@ -307,7 +312,7 @@ def run(job: FileJob) -> FileJob:
     return _finish(job.id, None if error else summary, error, result_path)
 
 
-def _finish(job_id: int, summary, error: str | None, result_path: str) -> FileJob:
+def _finish(job_id: int, summary, error: Message | None, result_path: str) -> FileJob:
     job = db.session.get(FileJob, job_id)
     _remove(job.upload_path)
     now = utcnow()
@@ -315,7 +320,7 @@ def _finish(job_id: int, summary, error: str | None, result_path: str) -> FileJo
     if job.status != "running":  # failed meanwhile as stale: keep that verdict, drop the output
         _remove(result_path)
     elif error is not None:
-        job.status, job.error = "failed", error[:2000]
+        job.status, job.error = "failed", error.stored()
         _remove(result_path)
     else:
         job.status, job.result_path = "done", result_path
@@ -372,9 +377,12 @@ def fail_stale(seconds: float) -> int:
             .values(
                 status="failed",
                 finished_at=utcnow(),
-                error=f"the worker scoring this file stopped sending heartbeats at "
-                f"{job.heartbeat_at:%H:%M:%S} UTC (it was stopped or lost the database); "
-                "nothing was stored unless the store option was on — upload the file again",
+                error=Message(
+                    "the worker scoring this file stopped sending heartbeats at %(time)s UTC (it "
+                    "was stopped or lost the database); nothing was stored unless the store "
+                    "option was on — upload the file again",
+                    time=f"{job.heartbeat_at:%H:%M:%S}",
+                ).stored(),
             )
             .execution_options(synchronize_session=False)
         )
@@ -417,7 +425,7 @@ def work_once() -> FileJob | None:
     current_app.logger.info("file job %s: scoring %s", job.id, job.file_name)
     job = run(job)
     current_app.logger.info(
-        "file job %s: %s%s", job.id, job.status, f" — {job.error}" if job.error else ""
+        "file job %s: %s%s", job.id, job.status, f" — {shown(job.error)}" if job.error else ""
     )
     return job
 

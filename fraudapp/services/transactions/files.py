@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
+from ...i18n import Message
 from ...ml import features
 from ...ml.explain import explain_rows
 from ...models import Transaction, UtcDateTime, utcnow
@@ -80,7 +81,7 @@ def count_rows(source: str | os.PathLike) -> int:
                 lines += block.count(b"\n")
                 last = block[-1:]
     except (OSError, EOFError) as exc:
-        raise FileRefused(f"unreadable file: {exc}") from exc
+        raise FileRefused(Message("unreadable file: %(reason)s", reason=str(exc)[:500])) from exc
     return max(lines + (last != b"\n") - 1, 0)
 
 
@@ -106,11 +107,11 @@ def score_file(
                 if progress is not None:
                     progress(scorer.summary.rows, max(total, scorer.summary.rows))
         if not scorer.summary.rows:
-            raise FileRefused("line 2: the file has no transactions")
+            raise FileRefused(history.at_line(2, Message("the file has no transactions")))
         scorer.finish()
         partial.replace(out)
     except history.ImportRefused as exc:
-        raise FileRefused(str(exc)) from exc
+        raise FileRefused(*exc.args) from exc
     finally:
         db.session.rollback()  # a no-op after the commit in finish()
         partial.unlink(missing_ok=True)
@@ -187,16 +188,18 @@ class _FileScorer:
         earlier = np.flatnonzero(np.diff(time, prepend=previous) < 0)
         if len(earlier):
             raise FileRefused(
-                f"line {chunk.index[earlier[0]] + 2}: TX_DATETIME is earlier than the line "
-                "before; sort the file by TX_DATETIME"
+                history.at_line(
+                    int(chunk.index[earlier[0]]) + 2,
+                    Message(
+                        "TX_DATETIME is earlier than the line before; sort the file by TX_DATETIME"
+                    ),
+                )
             )
         self.last_time = int(time[-1])
         hashes = pd.util.hash_array(chunk["external_id"].to_numpy(object))
         seen = np.flatnonzero(_sorted_contains(self.ids, hashes))
         if len(seen):
-            raise FileRefused(
-                f"line {chunk.index[seen[0]] + 2}: TRANSACTION_ID appears twice in the file"
-            )
+            raise FileRefused(history.at_line(int(chunk.index[seen[0]]) + 2, history.TWICE))
         # both sorted: a stable sort merges the two runs in linear time
         self.ids = np.sort(np.concatenate((self.ids, np.sort(hashes))), kind="stable")
 
@@ -386,7 +389,7 @@ def _write(output, chunk, scores, flagged, threshold, version, reasons) -> None:
     )
 
 
-def _already_stored(chunk: pd.DataFrame) -> str:
+def _already_stored(chunk: pd.DataFrame) -> Message:
     """The refusal of a chunk whose insert hit a stored TRANSACTION_ID: which line."""
     ids = chunk["external_id"].tolist()
     stored: set[str] = set()
@@ -399,5 +402,7 @@ def _already_stored(chunk: pd.DataFrame) -> str:
             )
         )
     line = next((i + 2 for i, e in zip(chunk.index, ids, strict=True) if e in stored), None)
-    where = f"line {line}" if line is not None else "line 2"
-    return f"{where}: TRANSACTION_ID is already stored in the history"
+    return history.at_line(
+        line if line is not None else 2,
+        Message("TRANSACTION_ID is already stored in the history"),
+    )

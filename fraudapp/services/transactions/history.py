@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import DateTime, bindparam, case, or_, select, text
 
 from ...extensions import db
+from ...i18n import Message
 from ...ml.data import History, to_unix_seconds
 from ...ml.features import DAY, TERMINAL_DELAY_DAYS, LabelEvents
 from ...models import LABEL_PRIORITY, Label, Transaction, utcnow
@@ -31,7 +32,10 @@ IMPORT_DELAY_SECONDS = TERMINAL_DELAY_DAYS * DAY  # imported labels: known at th
 
 
 class ImportRefused(Exception):
-    """The file cannot be imported; nothing was written."""
+    """The file cannot be imported; nothing was written. Its message (a Message) names the line."""
+
+
+TWICE = Message("TRANSACTION_ID appears twice in the file")
 
 
 @dataclass
@@ -56,7 +60,7 @@ def read_transactions(source) -> pd.DataFrame:
     try:
         frame = pd.read_csv(source, **_CSV_OPTIONS)
     except _UNREADABLE as exc:  # ValueError: no columns at all
-        raise ImportRefused(f"unreadable CSV: {exc}") from exc
+        raise ImportRefused(Message("unreadable CSV: %(reason)s", reason=str(exc)[:500])) from exc
     return read_transactions_frame(frame)
 
 
@@ -68,7 +72,7 @@ def read_transaction_chunks(source, rows: int = CHUNK) -> Iterator[pd.DataFrame]
             for chunk in reader:
                 yield _checked_columns(chunk)
     except _UNREADABLE as exc:
-        raise ImportRefused(f"unreadable CSV: {exc}") from exc
+        raise ImportRefused(Message("unreadable CSV: %(reason)s", reason=str(exc)[:500])) from exc
 
 
 _CSV_OPTIONS = {
@@ -87,7 +91,9 @@ def read_transactions_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def _checked_columns(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        raise ImportRefused(f"line 1: missing column(s) {', '.join(missing)}")
+        raise ImportRefused(
+            at_line(1, Message("missing column(s) %(columns)s", columns=", ".join(missing)))
+        )
     frame = frame[[c for c in REQUIRED + OPTIONAL if c in frame.columns]].astype(str)
     return _checked(frame)
 
@@ -97,30 +103,39 @@ def _checked(frame: pd.DataFrame) -> pd.DataFrame:
     ids = frame["TRANSACTION_ID"].str.strip()
     _refuse_where(
         (ids == "") | (ids.str.len() > MAX_TRANSACTION_ID),
-        f"TRANSACTION_ID must be 1-{MAX_TRANSACTION_ID} characters",
+        Message("TRANSACTION_ID must be 1-%(max)s characters", max=MAX_TRANSACTION_ID),
     )
     _refuse_where(
         ids.str.contains(CONTROL.pattern, regex=True),
-        f"TRANSACTION_ID: {limits.CONTROL_MESSAGE}",
+        Message("TRANSACTION_ID: %(message)s", message=limits.CONTROL_MESSAGE),
     )
-    _refuse_where(ids.duplicated(), "TRANSACTION_ID appears twice in the file")
+    _refuse_where(ids.duplicated(), TWICE)
     times = pd.to_datetime(frame["TX_DATETIME"], errors="coerce", format="ISO8601")
-    _refuse_where(times.isna(), "TX_DATETIME is not a date-time (YYYY-MM-DD HH:MM:SS)")
+    _refuse_where(times.isna(), Message("TX_DATETIME is not a date-time (YYYY-MM-DD HH:MM:SS)"))
     typed = pd.DataFrame({"external_id": ids, "tx_time": to_unix_seconds(times)})
-    _refuse_where(typed["tx_time"] < _seconds(EARLIEST), f"TX_DATETIME: {limits.EARLY_MESSAGE}")
+    _refuse_where(
+        typed["tx_time"] < _seconds(EARLIEST),
+        Message("TX_DATETIME: %(message)s", message=limits.EARLY_MESSAGE),
+    )
     latest = limits.latest_time()
     _refuse_where(
-        typed["tx_time"] > _seconds(latest), f"TX_DATETIME: {limits.future_message(latest)}"
+        typed["tx_time"] > _seconds(latest),
+        Message("TX_DATETIME: %(message)s", message=limits.future_message(latest)),
     )
     for column, name in (("CUSTOMER_ID", "customer_id"), ("TERMINAL_ID", "terminal_id")):
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() | (values < 0) | (values > MAX_ID) | (values % 1 != 0)
-        _refuse_where(bad, f"{column} must be a whole number from 0 to {MAX_ID}")
+        _refuse_where(
+            bad,
+            Message(
+                "%(column)s must be a whole number from 0 to %(max)s", column=column, max=MAX_ID
+            ),
+        )
         typed[name] = values.astype(np.int64)
     amount = pd.to_numeric(frame["TX_AMOUNT"], errors="coerce")
     _refuse_where(
         amount.isna() | (amount < 0) | (amount > MAX_AMOUNT),
-        f"TX_AMOUNT: {AMOUNT_MESSAGE}",
+        Message("TX_AMOUNT: %(message)s", message=AMOUNT_MESSAGE),
     )
     typed["amount"] = amount.astype(np.float64)
     typed["fraud"] = _fraud_column(frame)
@@ -136,15 +151,22 @@ def _fraud_column(frame: pd.DataFrame) -> pd.Series:
     if "TX_FRAUD" not in frame.columns:
         return pd.Series(-1, index=frame.index, dtype=np.int64)
     raw = frame["TX_FRAUD"].str.strip()
-    _refuse_where(~raw.isin(["0", "1", "0.0", "1.0", ""]), "TX_FRAUD must be 0, 1 or empty")
+    _refuse_where(
+        ~raw.isin(["0", "1", "0.0", "1.0", ""]), Message("TX_FRAUD must be 0, 1 or empty")
+    )
     return raw.map({"0": 0, "1": 1, "0.0": 0, "1.0": 1, "": -1}).astype(np.int64)
 
 
-def _refuse_where(bad: pd.Series, reason: str) -> None:
+def at_line(line: int, reason: Message) -> Message:
+    """A refusal naming the line of the file it is about (the header is line 1)."""
+    return Message("line %(line)s: %(reason)s", line=line, reason=reason)
+
+
+def _refuse_where(bad: pd.Series, reason: Message) -> None:
     """Refuse the first bad row, by its line: the frame's index counts data rows from 0."""
     if bad.any():
         row = int(bad.index[np.flatnonzero(bad.to_numpy())[0]])
-        raise ImportRefused(f"line {row + 2}: {reason}")
+        raise ImportRefused(at_line(row + 2, reason))
 
 
 def import_transactions(

@@ -13,7 +13,7 @@ import math
 import re
 
 from flask import current_app
-from flask_babel import LazyString, format_decimal, gettext, lazy_gettext
+from flask_babel import LazyString, format_decimal, lazy_gettext
 
 MAX_ID = 2**31 - 1
 MAX_AMOUNT = 1_000_000.0
@@ -43,9 +43,10 @@ def latest_time() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None) + skew
 
 
-def future_message(latest: dt.datetime) -> str:
-    """Why a transaction time is refused for being in the future."""
-    return gettext(
+def future_message(latest: dt.datetime) -> LazyString:
+    """Why a transaction time is refused for being in the future (lazy: a page shows it in its
+    language, the import's refusals keep it translatable)."""
+    return lazy_gettext(
         "Use a time no later than now (%(latest)s UTC): it is in the future.",
         latest=latest.strftime("%Y-%m-%d %H:%M"),
     )
