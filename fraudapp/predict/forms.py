@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateTimeLocalField, IntegerField, SubmitField
+from wtforms import BooleanField, DateTimeLocalField, StringField, SubmitField
 from wtforms.validators import InputRequired, StopValidation
 
 from ..fields import NumberField, limit
@@ -29,15 +29,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, second=0, microsecond=0)
 
 
-def id_field(label: str) -> IntegerField:
-    """A required whole-number id field."""
-    return IntegerField(
+def valid_id(form, field) -> None:
+    """The id as stored (`limits.check_id`: surrounding whitespace stripped), or its error."""
+    try:
+        field.data = limits.check_id(field.data)
+    except ValueError as exc:
+        raise StopValidation(str(exc)) from None
+
+
+def id_field(label: str) -> StringField:
+    """A required customer or terminal id: opaque text (card token, merchant id, a number)."""
+    return StringField(
         label,
-        validators=[
-            InputRequired(message=f"Enter the {label.lower()}."),
-            parsed,
-            limit(limits.check_id),
-        ],
+        validators=[InputRequired(message=f"Enter the {label.lower()}."), valid_id],
     )
 
 

@@ -14,7 +14,7 @@ import re
 
 from flask import current_app
 
-MAX_ID = 2**31 - 1
+MAX_ID = 64  # characters of a customer or terminal id (opaque text: card tokens, merchant ids)
 MAX_AMOUNT = 1_000_000.0
 EARLIEST = dt.datetime(1990, 1, 1)  # the oldest transaction time accepted (the latest: now)
 MAX_TRANSACTION_ID = 64  # characters of a client's transaction id
@@ -23,7 +23,8 @@ MAX_ROW_ID = 2**63 - 1  # the largest id a database row can have: larger ids in 
 MAX_PAGE = 1_000_000  # larger page numbers are read as this one
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # control characters, lone surrogates
 
-ID_MESSAGE = f"Use a whole number from 0 to {MAX_ID}."
+ID_MESSAGE = f"Use 1 to {MAX_ID} characters."
+ID_TYPE_MESSAGE = f"Use a text of 1 to {MAX_ID} characters or a whole number."
 AMOUNT_MESSAGE = f"Use an amount from 0 to {MAX_AMOUNT:,.0f}."
 EARLY_MESSAGE = f"Use a date from {EARLIEST.year} on."
 NUMBER_MESSAGE = "Not a valid decimal value."
@@ -57,11 +58,21 @@ def check_time(value: dt.datetime) -> dt.datetime:
     return value
 
 
-def check_id(value: int) -> int:
-    """A customer or terminal id: a whole number from 0 to MAX_ID."""
-    if not 0 <= value <= MAX_ID:
+def check_id(value: str | int) -> str:
+    """A customer or terminal id as the text stored: an opaque text (surrounding whitespace
+    stripped) of 1 to MAX_ID characters without control characters; a whole number becomes its
+    decimal text, so 42 and "42" are the same customer. Anything else (a boolean, a fraction)
+    is refused."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= 10**MAX_ID:  # more digits than an id holds (and no huge int to text)
+            raise ValueError(ID_MESSAGE)
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(ID_TYPE_MESSAGE)
+    value = value.strip()
+    if not 1 <= len(value) <= MAX_ID:
         raise ValueError(ID_MESSAGE)
-    return value
+    return check_text(value)
 
 
 def check_amount(value: float | decimal.Decimal) -> float:
