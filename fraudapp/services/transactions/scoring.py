@@ -234,8 +234,13 @@ def fetch_grouped(
     pick = operator.itemgetter(*numbers)
     group_parts, parts = [np.empty((0, len(groups_at)), np.int64)], [np.empty((0, width))]
     while rows := result.cursor.fetchmany(_FETCH_BATCH):
-        columns = list(zip(*rows, strict=True))
-        group_parts.append(np.column_stack([codes.of(columns[k]) for k in groups_at]))
+        # column by column, creating no container per row (a transpose's would wake the
+        # garbage collector many times over a large result)
+        group_parts.append(
+            np.column_stack(
+                [codes.of(list(map(operator.itemgetter(k), rows))) for k in groups_at]
+            )
+        )
         values = itertools.chain.from_iterable(map(pick, rows))
         parts.append(np.fromiter(values, np.float64, len(rows) * width).reshape(-1, width))
     result.close()
