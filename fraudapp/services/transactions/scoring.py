@@ -237,9 +237,7 @@ def fetch_grouped(
         # column by column, creating no container per row (a transpose's would wake the
         # garbage collector many times over a large result)
         group_parts.append(
-            np.column_stack(
-                [codes.of(list(map(operator.itemgetter(k), rows))) for k in groups_at]
-            )
+            np.column_stack([codes.of(list(map(operator.itemgetter(k), rows))) for k in groups_at])
         )
         values = itertools.chain.from_iterable(map(pick, rows))
         parts.append(np.fromiter(values, np.float64, len(rows) * width).reshape(-1, width))
