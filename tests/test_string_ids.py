@@ -320,3 +320,15 @@ def test_online_features_are_the_same_for_integers_and_tokens(app, simulated_fra
         results.append(scoring.score_batch(inputs, want_explanation=False))
     for ints, tokens in zip(*results, strict=True):
         assert tokens.features == ints.features and tokens.score == ints.score
+
+
+def test_simulate_can_name_ids_like_tokens(runner, tmp_path):
+    args = ["simulate", "--customers", "30", "--terminals", "60", "--days", "3", "--text-ids"]
+    result = runner.invoke(args=[*args, "--output", str(tmp_path / "sim.csv")])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(tmp_path / "sim.csv")
+    assert written["CUSTOMER_ID"].str.fullmatch(r"cus_\d{6}").all()
+    assert written["TERMINAL_ID"].str.fullmatch(r"MID-\d{5}").all()
+    assert runner.invoke(args=args).exit_code == 0
+    stored = set(db.session.scalars(select(Transaction.customer_id)))
+    assert stored and all(c.startswith("cus_") for c in stored)
