@@ -5,6 +5,7 @@ import uuid
 import warnings
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
@@ -187,15 +188,16 @@ def test_integer_ids_become_text_and_back_keeping_labels_and_predictions(
             connection.execute(
                 text("UPDATE transactions SET customer_id = 'cus_8f2aQ' WHERE id = 3")
             )
-        with pytest.raises(SystemExit):  # Flask-Migrate logs the RuntimeError, then exits
-            downgrade(revision="a243f4695a88")
+        config = app.extensions["migrate"].migrate.get_config()
+        with pytest.raises(RuntimeError, match="1 transactions have a customer_id that is not"):
+            command.downgrade(config, "a243f4695a88")
         version = "SELECT version_num FROM alembic_version"
         with db.engine.connect() as connection:
             assert connection.scalar(text(version)) == "f3c8a1d5e7b2"
         with db.engine.begin() as connection:
             connection.execute(text("UPDATE transactions SET customer_id = '0042' WHERE id = 3"))
-        with pytest.raises(SystemExit):  # "0042" is not the text of a whole number
-            downgrade(revision="a243f4695a88")
+        with pytest.raises(RuntimeError, match="not a whole number"):  # "0042" is not 42's text
+            command.downgrade(config, "a243f4695a88")
         with db.engine.begin() as connection:
             connection.execute(text("UPDATE transactions SET customer_id = '-42' WHERE id = 3"))
         downgrade(revision="a243f4695a88")

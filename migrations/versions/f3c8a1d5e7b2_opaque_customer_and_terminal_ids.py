@@ -28,7 +28,7 @@ INDEXES = {
     'ix_transactions_terminal_time': ['terminal_id', 'tx_time', 'fraud'],
     'ix_transactions_time': ['tx_time', 'fraud', 'customer_id'],
 }
-WHOLE_NUMBER = r'^-?[0-9]{1,18}$'  # what a BIGINT column can hold back
+WHOLE_NUMBER = r'^(0|-?[1-9][0-9]{0,17})$'  # the plain text of what a BIGINT holds
 
 
 def upgrade():
@@ -85,7 +85,7 @@ def _refuse_non_numbers() -> None:
         test = "CAST(CAST({column} AS INTEGER) AS TEXT) != {column} OR length({column}) > 19"
     for column in COLUMNS:
         count = bind.scalar(
-            sa.text(f'SELECT count(*) FROM transactions WHERE {test.format(column=column)}')
+            sa.text(f"SELECT count(*) FROM transactions WHERE {test.replace('{column}', column)}")
         )
         if count:
             raise RuntimeError(
