@@ -159,11 +159,13 @@ class GroupCodes:
 
     def of(self, ids) -> np.ndarray:
         """The codes of a sequence of ids, as int64."""
-        try:  # the usual case: every id has its code already
-            return np.fromiter(map(self.codes.__getitem__, ids), np.int64, len(ids))
-        except KeyError:
-            codes = self.codes
-            return np.fromiter((codes.setdefault(i, len(codes)) for i in ids), np.int64, len(ids))
+        codes = self.codes
+        if codes:
+            try:  # the usual case: every id has its code already
+                return np.fromiter(map(codes.__getitem__, ids), np.int64, len(ids))
+            except KeyError:  # a new one
+                pass
+        return np.fromiter((codes.setdefault(i, len(codes)) for i in ids), np.int64, len(ids))
 
 
 class History(NamedTuple):

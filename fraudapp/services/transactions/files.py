@@ -215,8 +215,8 @@ class _FileScorer:
         if self.fetched_until is not None:
             start = max(start, self.fetched_until)
         result = db.session.connection().execute(_STORED_ROWS, {"start": start, "end": last})
-        groups, table = fetch_grouped(result, 3, self.codes, groups_at=(0, 1))
-        self.recent.add_stored(np.column_stack((groups, table)))
+        (customer, terminal), table = fetch_grouped(result, 3, self.codes, groups_at=(0, 1))
+        self.recent.add_stored(np.column_stack((customer, terminal, table)))
         self.fetched_until = last
 
     def _store(self, chunk, own, scores, flagged, shadow) -> None:

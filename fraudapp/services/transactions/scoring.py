@@ -198,7 +198,7 @@ def stored_windows(
     if before_id is not None:
         params["before"] = before_id
     # On the session's connection, as plain Core: the ORM's result layer costs more than the query.
-    groups, table = fetch_grouped(db.session.connection().execute(statement, params), 3, codes)
+    (groups,), table = fetch_grouped(db.session.connection().execute(statement, params), 3, codes)
     kind = table[:, 0].astype(np.int64)
     rows, summary, terminal = (table[kind == k] for k in (0, 2, 1))
     weight = np.concatenate((np.ones(len(rows), np.int64), summary[:, 1].astype(np.int64)))
@@ -226,24 +226,23 @@ def fetch_table(result, width: int) -> np.ndarray:
 
 def fetch_grouped(
     result, width: int, codes: features.GroupCodes, groups_at: tuple[int, ...] = (1,)
-) -> tuple[np.ndarray, np.ndarray]:
-    """A result whose columns `groups_at` are customer or terminal ids and the others `width`
-    numbers: the ids' codes (one column per id column, stacked as columns when there are
-    several) and the numbers as one float64 matrix, read from the driver's cursor in batches."""
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """A result whose columns `groups_at` hold customer or terminal ids and whose `width` others
+    hold numbers: the ids' codes (an array per id column) and the numbers as one float64 matrix,
+    read from the driver's cursor in batches. Column by column: no container is created per row
+    (a transpose's would wake the garbage collector many times over a large result)."""
     numbers = [k for k in range(width + len(groups_at)) if k not in groups_at]
-    pick = operator.itemgetter(*numbers)
-    group_parts, parts = [np.empty((0, len(groups_at)), np.int64)], [np.empty((0, width))]
+    ids: list[list] = [[] for _ in groups_at]
+    parts = [np.empty((0, width))]
     while rows := result.cursor.fetchmany(_FETCH_BATCH):
-        # column by column, creating no container per row (a transpose's would wake the
-        # garbage collector many times over a large result)
-        group_parts.append(
-            np.column_stack([codes.of(list(map(operator.itemgetter(k), rows))) for k in groups_at])
-        )
-        values = itertools.chain.from_iterable(map(pick, rows))
-        parts.append(np.fromiter(values, np.float64, len(rows) * width).reshape(-1, width))
+        for column, k in zip(ids, groups_at, strict=True):
+            column += map(operator.itemgetter(k), rows)
+        part = np.empty((len(rows), width))
+        for j, k in enumerate(numbers):
+            part[:, j] = np.fromiter(map(operator.itemgetter(k), rows), np.float64, len(rows))
+        parts.append(part)
     result.close()
-    groups = np.concatenate(group_parts)
-    return (groups[:, 0] if len(groups_at) == 1 else groups), np.concatenate(parts)
+    return [codes.of(column) for column in ids], np.concatenate(parts)
 
 
 _FETCH_BATCH = 50_000
