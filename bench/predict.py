@@ -166,8 +166,8 @@ class Traffic:
         self.serial += 1
         return {
             "tx_datetime": dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None).isoformat(),
-            "customer_id": int(self.rng.choice(self.customers)),
-            "terminal_id": int(self.rng.choice(self.terminals)),
+            "customer_id": str(self.rng.choice(self.customers)),
+            "terminal_id": str(self.rng.choice(self.terminals)),
             "amount": float(self.rng.choice(self.amounts)),
             "consent": True,
             "transaction_id": f"bench-{self.serial}",

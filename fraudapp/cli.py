@@ -11,7 +11,7 @@ import click
 from flask import Flask, current_app
 
 from .ml.metrics import finite
-from .ml.simulate import simulate
+from .ml.simulate import simulate, with_text_ids
 from .ml.training import Windows
 from .services import accounts, demo, tokens
 from .services.distribution import catalog, releases
@@ -78,10 +78,17 @@ def score_file_command(source: str, out: str, store: bool) -> None:
     default=None,
     help="Write a Handbook-format CSV instead of importing.",
 )
-def simulate_command(customers, terminals, days, start, seed, output) -> None:
+@click.option(
+    "--text-ids",
+    is_flag=True,
+    help="Name customers and terminals like card tokens and merchant ids (cus_000042, MID-00042).",
+)
+def simulate_command(customers, terminals, days, start, seed, output, text_ids) -> None:
     """Generate realistic transactions with the three Handbook fraud scenarios."""
     start = start or (dt.date.today() - dt.timedelta(days=days)).isoformat()
     frame = simulate(customers, terminals, start, days, random_state=seed)
+    if text_ids:
+        frame = with_text_ids(frame)
     if output:
         frame.to_csv(output, index=False)
         click.echo(f"{len(frame)} transactions written to {output}")

@@ -76,8 +76,8 @@ class Transaction(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     tx_time: Mapped[int] = mapped_column(BigInteger)
-    customer_id: Mapped[int] = mapped_column(BigInteger)
-    terminal_id: Mapped[int] = mapped_column(BigInteger)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    terminal_id: Mapped[str] = mapped_column(String(64))
     amount: Mapped[float]
     fraud: Mapped[bool | None]
     label_source: Mapped[str | None] = mapped_column(String(16))

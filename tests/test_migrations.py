@@ -5,6 +5,7 @@ import uuid
 import warnings
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
@@ -121,5 +122,91 @@ def test_label_known_at_is_filled_for_existing_labels(fresh_database_url, tmp_pa
             dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
         ]
         db.session.remove()
+        downgrade(revision="base")
+        db.engine.dispose()
+
+
+def test_integer_ids_become_text_and_back_keeping_labels_and_predictions(
+    fresh_database_url, tmp_path
+):
+    """Existing integer ids become their decimal text (the indexes rebuilt, and on SQLite the
+    table's rebuild deletes no label or prediction by cascade); the downgrade turns them back into
+    integers, and refuses while an id is not a whole number."""
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": fresh_database_url, "MODEL_DIR": str(tmp_path / "models")}
+    )
+    now = {"now": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)}
+    with app.app_context():
+        upgrade(revision="a243f4695a88")
+        with db.engine.begin() as connection:
+            for customer, terminal in ((1, 2), (4961, 0), (2**40, 7)):
+                connection.execute(
+                    text(
+                        "INSERT INTO transactions (tx_time, customer_id, terminal_id, amount,"
+                        " fraud, label_source, source, created_at)"
+                        " VALUES (1522541000, :c, :t, 3.0, true, 'import', 'import', :now)"
+                    ),
+                    {"c": customer, "t": terminal} | now,
+                )
+            connection.execute(
+                text(
+                    "INSERT INTO labels (transaction_id, fraud, source, created_at, known_at)"
+                    " VALUES (1, true, 'feedback', :now, :now)"
+                ),
+                now,
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO predictions (transaction_id, score, is_fraud, threshold,"
+                    " model_version, features, created_at) VALUES (2, 0.5, true, 0.4, 'v1',"
+                    " '{}', :now)"
+                ),
+                now,
+            )
+        upgrade()
+        ids = "SELECT customer_id, terminal_id FROM transactions ORDER BY id"
+        with db.engine.connect() as connection:
+            assert [tuple(row) for row in connection.execute(text(ids))] == [
+                ("1", "2"),
+                ("4961", "0"),
+                (str(2**40), "7"),
+            ]
+            counts = "SELECT (SELECT count(*) FROM labels), (SELECT count(*) FROM predictions)"
+            assert tuple(connection.execute(text(counts)).one()) == (1, 1)
+            indexes = {
+                i["name"]: i["column_names"]
+                for i in inspect(connection).get_indexes("transactions")
+            }
+            assert indexes["ix_transactions_customer_time"] == ["customer_id", "tx_time", "amount"]
+            assert indexes["ix_transactions_terminal_time"] == ["terminal_id", "tx_time", "fraud"]
+            assert indexes["ix_transactions_time"] == ["tx_time", "fraud", "customer_id"]
+            with warnings.catch_warnings():  # as in the first test: SQLite's reflection
+                warnings.filterwarnings("ignore", ".*expression-based index '?uq_training_runs_one")
+                diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
+            assert diff == []
+        with db.engine.begin() as connection:
+            connection.execute(
+                text("UPDATE transactions SET customer_id = 'cus_8f2aQ' WHERE id = 3")
+            )
+        config = app.extensions["migrate"].migrate.get_config()
+        with pytest.raises(RuntimeError, match="1 transactions have a customer_id that is not"):
+            command.downgrade(config, "a243f4695a88")
+        version = "SELECT version_num FROM alembic_version"
+        with db.engine.connect() as connection:
+            assert connection.scalar(text(version)) == "f3c8a1d5e7b2"
+        with db.engine.begin() as connection:
+            connection.execute(text("UPDATE transactions SET customer_id = '0042' WHERE id = 3"))
+        with pytest.raises(RuntimeError, match="not a whole number"):  # "0042" is not 42's text
+            command.downgrade(config, "a243f4695a88")
+        with db.engine.begin() as connection:
+            connection.execute(text("UPDATE transactions SET customer_id = '-42' WHERE id = 3"))
+        downgrade(revision="a243f4695a88")
+        with db.engine.connect() as connection:
+            assert [tuple(row) for row in connection.execute(text(ids))] == [
+                (1, 2),
+                (4961, 0),
+                (-42, 7),
+            ]
+            assert tuple(connection.execute(text(counts)).one()) == (1, 1)
         downgrade(revision="base")
         db.engine.dispose()

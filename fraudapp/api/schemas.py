@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -22,7 +23,14 @@ from ..services.transactions import limits
 from ..services.transactions.limits import MAX_AMOUNT, MAX_ID, MAX_TRANSACTION_ID
 from ..services.transactions.scoring import TransactionIn
 
-Id = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
+# a customer or terminal id: opaque text, or a whole number taken as its decimal text
+Id = Annotated[
+    str,
+    BeforeValidator(limits.check_id),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_ID}, {"type": "integer"}]}
+    ),
+]
 
 
 class BadRequest(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,30 @@ class History:
         )
 
 
+_WHOLE_NUMBER = re.compile("0|[1-9][0-9]{0,17}")
+
+
+def ordered_codes(*columns) -> features.GroupCodes:
+    """Codes for every customer or terminal id in `columns` (text, or whole numbers), following
+    the ids' order: whole numbers written plainly, by value, then other text in code point order
+    — so what is broken by id order (card precision's ties) falls as it did with numeric ids."""
+    ids = pd.unique(np.concatenate([np.asarray(column, object) for column in columns]))
+    codes = features.GroupCodes()
+    codes.codes = {value: k for k, value in enumerate(sorted(ids.tolist(), key=_id_order))}
+    return codes
+
+
+def _id_order(value) -> tuple:
+    if isinstance(value, int | np.integer):
+        return (0, int(value), "")
+    return (0, int(value), "") if _WHOLE_NUMBER.fullmatch(value) else (1, 0, value)
+
+
+def group_codes(column) -> np.ndarray:
+    """The codes of one column of ids (see `ordered_codes`)."""
+    return ordered_codes(column).of(column)
+
+
 def to_unix_seconds(values) -> np.ndarray:
     """Unix seconds (int64) of naive UTC datetimes."""
     return pd.to_datetime(values).to_numpy().astype("datetime64[s]").astype(np.int64)
@@ -67,10 +92,11 @@ def to_unix_seconds(values) -> np.ndarray:
 def read_history(path, nrows: int | None = None) -> tuple[pd.DataFrame, History]:
     """A Handbook-format file as a DataFrame and as a History labelled by TX_FRAUD."""
     frame = pd.read_csv(path, nrows=nrows)
+    codes = ordered_codes(frame["CUSTOMER_ID"], frame["TERMINAL_ID"])
     history = History(
         time=to_unix_seconds(frame["TX_DATETIME"]),
-        customer=frame["CUSTOMER_ID"].to_numpy(np.int64),
-        terminal=frame["TERMINAL_ID"].to_numpy(np.int64),
+        customer=codes.of(frame["CUSTOMER_ID"].to_numpy(object)),
+        terminal=codes.of(frame["TERMINAL_ID"].to_numpy(object)),
         amount=frame["TX_AMOUNT"].to_numpy(np.float64),
         label=frame["TX_FRAUD"].to_numpy(np.int64),
     )

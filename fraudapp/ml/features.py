@@ -149,6 +149,25 @@ class TerminalStats(NamedTuple):
     first_fraud_age: np.ndarray
 
 
+class GroupCodes:
+    """Integer codes of customer or terminal ids (opaque text) for the features, which group rows
+    by integer: equal ids get equal codes, an id not seen before the next free code. A customer
+    and a terminal may share a code: codes are only compared within one kind."""
+
+    def __init__(self):
+        self.codes: dict = {}
+
+    def of(self, ids) -> np.ndarray:
+        """The codes of a sequence of ids, as int64."""
+        codes = self.codes
+        if codes:
+            try:  # the usual case: every id has its code already
+                return np.fromiter(map(codes.__getitem__, ids), np.int64, len(ids))
+            except KeyError:  # a new one
+                pass
+        return np.fromiter((codes.setdefault(i, len(codes)) for i in ids), np.int64, len(ids))
+
+
 class History(NamedTuple):
     """Stored rows of some customers or terminals: group (the customer or terminal), time and a
     value (the amount, or 1 for a known fraud), in any order; optionally a weight per row (n: a

@@ -139,6 +139,15 @@ def simulate(
     ).transactions
 
 
+def with_text_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same transactions with customers and terminals named as card tokens and merchant ids
+    (`cus_000042`, `MID-00042`: one text per number), as a bank's systems would send them."""
+    return frame.assign(
+        CUSTOMER_ID=[f"cus_{c:06d}" for c in frame["CUSTOMER_ID"].tolist()],
+        TERMINAL_ID=[f"MID-{t:05d}" for t in frame["TERMINAL_ID"].tolist()],
+    )
+
+
 def run_simulation(
     n_customers: int = 500,
     n_terminals: int = 1000,

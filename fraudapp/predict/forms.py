@@ -7,7 +7,7 @@ import datetime as dt
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateTimeLocalField, IntegerField, SubmitField
+from wtforms import BooleanField, DateTimeLocalField, StringField, SubmitField
 from wtforms.validators import InputRequired, StopValidation
 
 from ..fields import LocalNumberField, limit
@@ -31,15 +31,20 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, second=0, microsecond=0)
 
 
-def id_field(label: str, missing: str) -> IntegerField:
-    """A required whole-number id field; `missing` is the message when it is left empty."""
-    return IntegerField(
+def valid_id(form, field) -> None:
+    """The id as stored (`limits.check_id`: surrounding whitespace stripped), or its error."""
+    try:
+        field.data = limits.check_id(field.data)
+    except ValueError as exc:
+        raise StopValidation(str(exc)) from None
+
+
+def id_field(label: str, missing: str) -> StringField:
+    """A required customer or terminal id: opaque text (card token, merchant id, a number);
+    `missing` is the message when it is left empty."""
+    return StringField(
         label,
-        validators=[
-            InputRequired(message=missing),
-            parsed,
-            limit(limits.check_id),
-        ],
+        validators=[InputRequired(message=missing), valid_id],
     )
 
 

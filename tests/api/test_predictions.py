@@ -107,9 +107,12 @@ def test_batch_is_scored_in_order_each_seeing_the_ones_before(client, auth, stor
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"customer_id": -1}, "customer_id"),
-        ({"customer_id": "12"}, "customer_id"),
-        ({"terminal_id": 2**40}, "terminal_id"),
+        ({"customer_id": ""}, "customer_id"),
+        ({"customer_id": True}, "customer_id"),
+        ({"customer_id": 1.5}, "customer_id"),
+        ({"terminal_id": "x" * 65}, "terminal_id"),
+        ({"terminal_id": "MID\n42"}, "terminal_id"),
+        ({"terminal_id": 10**70}, "terminal_id"),
         ({"amount": "lots"}, "amount"),
         ({"amount": False}, "amount"),
         ({"amount": "42.5"}, "amount"),
@@ -201,7 +204,7 @@ def test_a_transaction_id_with_other_details_is_409(client, auth, stored_history
     assert set(response.get_json()) == {"errors"}
     assert list(response.get_json()["errors"]) == ["transaction_id"]
     transaction = db.session.scalar(select(Transaction).where(Transaction.external_id == "dup"))
-    assert (transaction.amount, transaction.customer_id) == (42.5, 12)
+    assert (transaction.amount, transaction.customer_id) == (42.5, "12")
     assert _count(Prediction) == 1 and stored.get_json()["id"] is not None
 
 

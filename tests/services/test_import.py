@@ -31,7 +31,7 @@ def test_import_adds_transactions_and_imported_labels(app, tmp_path):
     result = import_transactions(_write(tmp_path / "a.csv", ROWS))
     assert (result.rows, result.inserted, result.labels) == (3, 3, 3)
     fraud = db.session.scalar(select(Transaction).where(Transaction.external_id == "1"))
-    assert fraud.fraud is True and fraud.customer_id == 4961 and fraud.amount == 81.51
+    assert fraud.fraud is True and fraud.customer_id == "4961" and fraud.amount == 81.51
     assert fraud.tx_datetime.isoformat() == "2018-04-01T00:02:10"
     assert [label.source for label in fraud.labels] == ["import"]
     # an imported label is known at the Handbook's delay after its transaction
@@ -60,8 +60,8 @@ def test_gzip_and_missing_labels(app, tmp_path):
     ("bad_row", "message"),
     [
         ("9,2018-13-01 00:00:00,1,2,3.0,0,0\n", "line 5: TX_DATETIME"),
-        ("9,2018-04-01 00:00:00,-1,2,3.0,0,0\n", "line 5: CUSTOMER_ID"),
-        ("9,2018-04-01 00:00:00,1,2.5,3.0,0,0\n", "line 5: TERMINAL_ID"),
+        ("9,2018-04-01 00:00:00, ,2,3.0,0,0\n", "line 5: CUSTOMER_ID"),
+        (f"9,2018-04-01 00:00:00,1,{'T' * 65},3.0,0,0\n", "line 5: TERMINAL_ID"),
         ("9,2018-04-01 00:00:00,1,2,abc,0,0\n", "line 5: TX_AMOUNT"),
         ("9,2018-04-01 00:00:00,1,2,3.0,0,2\n", "line 5: TX_FRAUD"),
         ("1,2018-04-01 00:00:00,1,2,3.0,0,0\n", "line 5: TRANSACTION_ID appears twice"),

@@ -89,7 +89,9 @@ def test_a_label_given_after_a_transaction_changes_neither_its_served_nor_traini
     terminal = int(week["TERMINAL_ID"].value_counts().index[0])
     ids = db.session.scalars(
         select(Transaction.id)
-        .where(Transaction.terminal_id == terminal, Transaction.tx_time > _seconds(end) - 6 * DAY)
+        .where(
+            Transaction.terminal_id == str(terminal), Transaction.tx_time > _seconds(end) - 6 * DAY
+        )
         .order_by(Transaction.id)
     ).all()
     assert len(ids) >= 3

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from ...extensions import db
 from ...ml import columns
-from ...ml.data import day_date
+from ...ml.data import day_date, group_codes
 from ...ml.features import DAY
 from ...models import LearningRow, ModelRelease, Prediction, Transaction
 from ..serving import SERVING_ACTIONS, load_version
@@ -73,7 +73,7 @@ def first_week(version: str) -> tuple[list[dict], np.ndarray, np.ndarray, np.nda
     scores = np.array([row[1] for row in rows], dtype=np.float64)
     labels = np.array([int(row[2]) for row in rows], dtype=np.int64)
     days = np.array([row[3] // DAY for row in rows], dtype=np.int64)
-    customers = np.array([row[4] for row in rows], dtype=np.int64)
+    customers = group_codes([row[4] for row in rows])
     return snapshots, scores, labels, days, customers
 
 

@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score
 from sqlalchemy import select
 
 from ...extensions import db
-from ...ml.data import day_date
+from ...ml.data import day_date, group_codes
 from ...ml.features import DAY
 from ...ml.metrics import at_threshold, card_precision_top_k
 from ...ml.registry import RegistryError
@@ -50,13 +50,16 @@ def shared_predictions(champion: str, challenger: str) -> dict[str, np.ndarray]:
             Transaction.fraud.is_not(None),
         )
     ).all()
-    table = np.array([tuple(row) for row in rows], dtype=np.float64).reshape(-1, 5)
+    customers = [row[1] for row in rows]
+    table = np.array([(row[0], row[2], row[3], row[4]) for row in rows], dtype=np.float64).reshape(
+        -1, 4
+    )
     return {
         "day": table[:, 0].astype(np.int64) // DAY,
-        "customer": table[:, 1].astype(np.int64),
-        "label": table[:, 2].astype(np.int64),
-        "champion": table[:, 3],
-        "challenger": table[:, 4],
+        "customer": group_codes(customers),
+        "label": table[:, 1].astype(np.int64),
+        "champion": table[:, 2],
+        "challenger": table[:, 3],
     }
 
 

@@ -252,7 +252,7 @@ def fail_stale(max_silence: float) -> int:
                 error=Message(
                     "the trainer stopped sending heartbeats at %(time)s UTC "
                     "(it died or lost the database)",
-                    time=f"{heartbeat_at:%H:%M:%S}",
+                    time=heartbeat_at.strftime("%H:%M:%S"),
                 ).stored(),
             )
             .execution_options(synchronize_session=False)
@@ -430,7 +430,9 @@ def _training_progress(run: TrainingRun, config) -> Message:
     """What the run says while it trains."""
     days = tuple(config["RETRAIN_WINDOW_CHOICES"])
     if not days:
-        return Message("training on %(rows)s labelled transactions", rows=f"{run.train_rows:,}")
+        return Message(
+            "training on %(rows)s labelled transactions", rows=format(run.train_rows, ",")
+        )
     trials = len(days) * len(config["RETRAIN_PARAM_VARIANTS"] or {"default": {}})
     return Message(
         "choosing among %(trials)s training windows and parameters, then training", trials=trials

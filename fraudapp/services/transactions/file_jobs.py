@@ -381,7 +381,7 @@ def fail_stale(seconds: float) -> int:
                     "the worker scoring this file stopped sending heartbeats at %(time)s UTC (it "
                     "was stopped or lost the database); nothing was stored unless the store "
                     "option was on — upload the file again",
-                    time=f"{job.heartbeat_at:%H:%M:%S}",
+                    time=job.heartbeat_at.strftime("%H:%M:%S"),
                 ).stored(),
             )
             .execution_options(synchronize_session=False)

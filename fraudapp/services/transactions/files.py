@@ -38,7 +38,7 @@ from ..serving import challenger_model, decision_threshold, serving_model
 from . import history
 from .changes import mark_days
 from .counts import add_counts
-from .scoring import challenger_scores, fetch_table
+from .scoring import challenger_scores, fetch_grouped
 
 CHUNK_ROWS = 100_000
 HISTOGRAM_BINS = 10
@@ -142,6 +142,7 @@ class _FileScorer:
         )
         self.threads = threads
         self.summary = FileSummary(threshold=self.threshold, model_version=self.model.version)
+        self.codes = features.GroupCodes()  # of the ids seen, for the features' groups
         self.recent = _Recent()
         self.fetched_until: int | None = None  # stored rows up to this time are in `recent`
         self.last_time: int | None = None
@@ -157,15 +158,17 @@ class _FileScorer:
         first, last = int(time[0]), int(time[-1])
         self._fetch_stored(first, last)
         self.recent.forget_before(first - LOOKBACK_DAYS * features.DAY)
+        customer = self.codes.of(chunk["customer_id"].to_numpy(object))
+        terminal = self.codes.of(chunk["terminal_id"].to_numpy(object))
         rows = features.features_of_new(
-            chunk["customer_id"].to_numpy(np.int64),
-            chunk["terminal_id"].to_numpy(np.int64),
+            customer,
+            terminal,
             time,
             chunk["amount"].to_numpy(np.float64),
             np.ones(len(chunk), bool),
             self.recent.customers(),
             self.recent.terminals(),
-            _stored_labels(first, last),
+            _stored_labels(first, last, self.codes),
         )
         own = self.model.own(rows)  # the version's columns, picked once
         scores = self.model.score_own(own, self.threads)
@@ -179,7 +182,7 @@ class _FileScorer:
         _write(output, chunk, scores, flagged, self.threshold, self.model.version, reasons)
         if self.store:
             self._store(chunk, own, scores, flagged, self._challenger_scores(rows))
-        self.recent.add(chunk)
+        self.recent.add(customer, terminal, chunk)
         self._summarize(scores, flagged)
 
     def _check_order_and_ids(self, chunk: pd.DataFrame) -> None:
@@ -215,7 +218,8 @@ class _FileScorer:
         if self.fetched_until is not None:
             start = max(start, self.fetched_until)
         result = db.session.connection().execute(_STORED_ROWS, {"start": start, "end": last})
-        self.recent.add_stored(fetch_table(result, 5))
+        (customer, terminal), table = fetch_grouped(result, 3, self.codes, groups_at=(0, 1))
+        self.recent.add_stored(np.column_stack((customer, terminal, table)))
         self.fetched_until = last
 
     def _store(self, chunk, own, scores, flagged, shadow) -> None:
@@ -294,7 +298,7 @@ _STORED_ROWS = select(
 
 _STAGING_TABLE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS file_staging (line BIGINT, external_id VARCHAR(64), "
-    "tx_time BIGINT, customer_id BIGINT, terminal_id BIGINT, amount FLOAT, score FLOAT, "
+    "tx_time BIGINT, customer_id VARCHAR(64), terminal_id VARCHAR(64), amount FLOAT, score FLOAT, "
     "is_fraud INTEGER, features TEXT, challenger_score FLOAT)"
 )
 _STAGED_TRANSACTIONS = text(
@@ -324,7 +328,8 @@ def _features_json(names) -> str:
 
 class _Recent:
     """Rows within the lookback, stored ones first, then the file's in file order (all earlier
-    in time than the chunk being scored, or stored ones up to its last time)."""
+    in time than the chunk being scored, or stored ones up to its last time); customers and
+    terminals by their codes."""
 
     def __init__(self):
         self.table = np.empty((0, 5))  # customer, terminal, time, amount, known fraud
@@ -332,10 +337,15 @@ class _Recent:
     def add_stored(self, table: np.ndarray) -> None:
         self.table = np.concatenate((self.table, table))
 
-    def add(self, chunk: pd.DataFrame) -> None:
+    def add(self, customer: np.ndarray, terminal: np.ndarray, chunk: pd.DataFrame) -> None:
         new = np.column_stack(
-            [chunk[c].to_numpy(np.float64) for c in ("customer_id", "terminal_id", "tx_time")]
-            + [chunk["amount"].to_numpy(np.float64), np.zeros(len(chunk))]
+            (
+                customer,
+                terminal,
+                chunk["tx_time"].to_numpy(np.float64),
+                chunk["amount"].to_numpy(np.float64),
+                np.zeros(len(chunk)),
+            )
         )
         self.table = np.concatenate((self.table, new))
 
@@ -351,7 +361,7 @@ class _Recent:
         return features.History(t[:, 1].astype(np.int64), t[:, 2].astype(np.int64), t[:, 4])
 
 
-def _stored_labels(first: int, last: int) -> features.LabelEvents:
+def _stored_labels(first: int, last: int, codes: features.GroupCodes) -> features.LabelEvents:
     """The labels the known-fraud features of a chunk from `first` to `last` can depend on: those
     of the stored transactions of the delay period before it, known by its last time."""
     params = {
@@ -359,7 +369,7 @@ def _stored_labels(first: int, last: int) -> features.LabelEvents:
         "end": last,
         "known_end": history.known_end(last),
     }
-    return history.label_events(history.LABELS_IN_PERIOD, params)
+    return history.label_events(history.LABELS_IN_PERIOD, params, codes)
 
 
 def _sorted_contains(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:

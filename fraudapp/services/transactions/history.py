@@ -19,11 +19,19 @@ from sqlalchemy import DateTime, bindparam, case, or_, select, text
 
 from ...extensions import db
 from ...i18n import Message
-from ...ml.data import History, to_unix_seconds
-from ...ml.features import DAY, TERMINAL_DELAY_DAYS, LabelEvents
+from ...ml.data import History, ordered_codes, to_unix_seconds
+from ...ml.features import DAY, TERMINAL_DELAY_DAYS, GroupCodes, LabelEvents
 from ...models import LABEL_PRIORITY, Label, Transaction, utcnow
 from . import limits
-from .limits import AMOUNT_MESSAGE, CONTROL, EARLIEST, MAX_AMOUNT, MAX_ID, MAX_TRANSACTION_ID
+from .limits import (
+    AMOUNT_MESSAGE,
+    CONTROL,
+    CONTROL_MESSAGE,
+    EARLIEST,
+    MAX_AMOUNT,
+    MAX_ID,
+    MAX_TRANSACTION_ID,
+)
 
 REQUIRED = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT")
 OPTIONAL = ("TX_FRAUD",)
@@ -123,15 +131,7 @@ def _checked(frame: pd.DataFrame) -> pd.DataFrame:
         Message("TX_DATETIME: %(message)s", message=limits.future_message(latest)),
     )
     for column, name in (("CUSTOMER_ID", "customer_id"), ("TERMINAL_ID", "terminal_id")):
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() | (values < 0) | (values > MAX_ID) | (values % 1 != 0)
-        _refuse_where(
-            bad,
-            Message(
-                "%(column)s must be a whole number from 0 to %(max)s", column=column, max=MAX_ID
-            ),
-        )
-        typed[name] = values.astype(np.int64)
+        typed[name] = _checked_ids(frame[column], column)
     amount = pd.to_numeric(frame["TX_AMOUNT"], errors="coerce")
     _refuse_where(
         amount.isna() | (amount < 0) | (amount > MAX_AMOUNT),
@@ -140,6 +140,21 @@ def _checked(frame: pd.DataFrame) -> pd.DataFrame:
     typed["amount"] = amount.astype(np.float64)
     typed["fraud"] = _fraud_column(frame)
     return typed
+
+
+def _checked_ids(values: pd.Series, column: str) -> pd.Series:
+    """A column of customer or terminal ids as `limits.check_id` takes them: opaque text,
+    surrounding whitespace stripped, 1 to MAX_ID characters, no control characters."""
+    ids = values.str.strip()
+    _refuse_where(
+        (ids == "") | (ids.str.len() > MAX_ID),
+        Message("%(column)s: %(message)s", column=column, message=limits.ID_MESSAGE),
+    )
+    _refuse_where(
+        ids.str.contains(CONTROL.pattern, regex=True),
+        Message("%(column)s: %(message)s", column=column, message=CONTROL_MESSAGE),
+    )
+    return ids
 
 
 def _seconds(naive_utc) -> int:
@@ -205,7 +220,8 @@ def _create_staging(connection) -> None:
     connection.execute(
         text(
             "CREATE TEMPORARY TABLE import_staging (line BIGINT, external_id VARCHAR(64), "
-            "tx_time BIGINT, customer_id BIGINT, terminal_id BIGINT, amount FLOAT, fraud INTEGER)"
+            "tx_time BIGINT, customer_id VARCHAR(64), terminal_id VARCHAR(64), amount FLOAT, "
+            "fraud INTEGER)"
         )
     )
 
@@ -279,13 +295,14 @@ def load_history() -> History:
     ).all()
     columns = list(zip(*rows, strict=True)) if rows else [()] * 5
     label = np.array([-1 if v is None else int(v) for v in columns[4]], dtype=np.int64)
+    codes = ordered_codes(columns[1], columns[2])
     return History(
         time=np.array(columns[0], dtype=np.int64),
-        customer=np.array(columns[1], dtype=np.int64),
-        terminal=np.array(columns[2], dtype=np.int64),
+        customer=codes.of(columns[1]),
+        terminal=codes.of(columns[2]),
         amount=np.array(columns[3], dtype=float),
         label=label,
-        label_events=label_events(_ALL_LABELS, {}),
+        label_events=label_events(_ALL_LABELS, {}, codes),
     )
 
 
@@ -324,15 +341,18 @@ LABELS_OF_GROUPS_IN_PERIOD = _label_events_statement(  # ... of some terminals o
 )
 
 
-def label_events(statement, params: dict) -> LabelEvents:
-    """The labels a `_label_events_statement` selects, as numpy columns; known in whole seconds,
-    rounded up (known by t: known_at ≤ t)."""
+def label_events(statement, params: dict, codes: GroupCodes) -> LabelEvents:
+    """The labels a `_label_events_statement` selects, as numpy columns, their terminals and
+    customers by `codes`; known in whole seconds, rounded up (known by t: known_at ≤ t)."""
     # on the session's connection, as plain Core: the ORM's result layer costs more than the query
     rows = db.session.connection().execute(statement, params).all()
     columns = list(zip(*rows, strict=True)) if rows else [()] * 7
     known = [math.ceil(when.timestamp()) for when in columns[4]]
     return LabelEvents(
-        *(np.array(columns[k], dtype=np.int64) for k in range(4)),
+        np.array(columns[0], dtype=np.int64),
+        codes.of(columns[1]),
+        codes.of(columns[2]),
+        np.array(columns[3], dtype=np.int64),
         np.array(known, dtype=np.int64),
         np.array(columns[5], dtype=np.int64),
         np.array(columns[6], dtype=np.int64),

@@ -15,7 +15,7 @@ import re
 from flask import current_app
 from flask_babel import LazyString, format_decimal, lazy_gettext
 
-MAX_ID = 2**31 - 1
+MAX_ID = 64  # characters of a customer or terminal id (opaque text: card tokens, merchant ids)
 MAX_AMOUNT = 1_000_000.0
 EARLIEST = dt.datetime(1990, 1, 1)  # the oldest transaction time accepted (the latest: now)
 MAX_TRANSACTION_ID = 64  # characters of a client's transaction id
@@ -25,8 +25,9 @@ MAX_PAGE = 1_000_000  # larger page numbers are read as this one
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # control characters, lone surrogates
 
 # The messages are lazy: a page shows them in its language, the API and the CLI in English.
-ID_MESSAGE = lazy_gettext(
-    "Use a whole number from 0 to %(max)s.", max=LazyString(format_decimal, MAX_ID)
+ID_MESSAGE = lazy_gettext("Use 1 to %(max)s characters.", max=MAX_ID)
+ID_TYPE_MESSAGE = lazy_gettext(
+    "Use a text of 1 to %(max)s characters or a whole number.", max=MAX_ID
 )
 AMOUNT_MESSAGE = lazy_gettext(
     "Use an amount from 0 to %(max)s.", max=LazyString(format_decimal, MAX_AMOUNT)
@@ -67,11 +68,21 @@ def check_time(value: dt.datetime) -> dt.datetime:
     return value
 
 
-def check_id(value: int) -> int:
-    """A customer or terminal id: a whole number from 0 to MAX_ID."""
-    if not 0 <= value <= MAX_ID:
+def check_id(value: str | int) -> str:
+    """A customer or terminal id as the text stored: an opaque text (surrounding whitespace
+    stripped) of 1 to MAX_ID characters without control characters; a whole number becomes its
+    decimal text, so 42 and "42" are the same customer. Anything else (a boolean, a fraction)
+    is refused."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= 10**MAX_ID:  # more digits than an id holds (and no huge int to text)
+            raise ValueError(ID_MESSAGE)
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(ID_TYPE_MESSAGE)
+    value = value.strip()
+    if not 1 <= len(value) <= MAX_ID:
         raise ValueError(ID_MESSAGE)
-    return value
+    return check_text(value)
 
 
 def check_amount(value: float | decimal.Decimal) -> float:

@@ -20,11 +20,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
 from flask import current_app
-from sqlalchemy import BigInteger, Integer, bindparam, cast, func, literal_column, select, union_all
+from sqlalchemy import Integer, bindparam, cast, func, literal_column, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
@@ -54,10 +55,17 @@ class TransactionIn:
     """A validated transaction to score."""
 
     tx_datetime: dt.datetime  # naive UTC
-    customer_id: int
-    terminal_id: int
+    customer_id: str  # opaque text (`limits.check_id`)
+    terminal_id: str
     amount: float
     external_id: str | None = None
+
+    def __post_init__(self):
+        # a whole number given for an id is its decimal text, as everywhere else
+        if type(self.customer_id) is not str:
+            object.__setattr__(self, "customer_id", str(self.customer_id))
+        if type(self.terminal_id) is not str:
+            object.__setattr__(self, "terminal_id", str(self.terminal_id))
 
     @property
     def tx_time(self) -> int:
@@ -107,20 +115,22 @@ RECENT_DAYS = max(
 )
 
 
-_KIND = 1 << 32  # a row's kind rides in its group column: kind·2³² + customer or terminal id
-
-
 def _windows_statement(before_id: bool):
     """Both windows of a set of transactions in one round trip, by covering indexes, as rows of
-    (kind·2³² + group, time, value): the customers' rows (kind 0: time, amount) — recent ones, and
+    (kind, group, time, value): the customers' rows (kind 0: time, amount) — recent ones, and
     the oldest ones only some windows of the set still reach — with one summary row per customer
     for the rows between (kind 2: count, sum of amounts), and the terminals' rows (kind 1: time,
-    known fraud). Three columns: every value costs a Python object."""
+    known fraud). Four narrow columns: every value costs a Python object."""
     customer = Transaction.customer_id.in_(bindparam("customers", expanding=True))
     earlier = (Transaction.id < bindparam("before"),) if before_id else ()
 
+    def kind(number: int):
+        return literal_column(str(number), Integer)
+
     def customer_rows(start: str, end: str):
-        return select(Transaction.customer_id, Transaction.tx_time, Transaction.amount).where(
+        return select(
+            kind(0), Transaction.customer_id, Transaction.tx_time, Transaction.amount
+        ).where(
             customer,
             Transaction.tx_time > bindparam(start),
             Transaction.tx_time <= bindparam(end),
@@ -128,11 +138,7 @@ def _windows_statement(before_id: bool):
         )
 
     summaries = (
-        select(
-            Transaction.customer_id + literal_column(str(2 * _KIND), BigInteger),
-            func.count(),
-            func.sum(Transaction.amount),
-        )
+        select(kind(2), Transaction.customer_id, func.count(), func.sum(Transaction.amount))
         .where(
             customer,
             Transaction.tx_time > bindparam("oldest_end"),
@@ -142,7 +148,8 @@ def _windows_statement(before_id: bool):
         .group_by(Transaction.customer_id)
     )
     terminal_rows = select(
-        Transaction.terminal_id + literal_column(str(_KIND), BigInteger),
+        kind(1),
+        Transaction.terminal_id,
         Transaction.tx_time,
         func.coalesce(cast(Transaction.fraud, Integer), 0),
     ).where(
@@ -163,11 +170,12 @@ _WINDOWS_BEFORE = _windows_statement(before_id=True)
 
 
 def stored_windows(
-    txs: list[TransactionIn], before_id: int | None = None
+    txs: list[TransactionIn], codes: features.GroupCodes, before_id: int | None = None
 ) -> tuple[features.History, features.History]:
     """The stored rows the features of `txs` can depend on: their customers' rows within the
     customer lookback and their terminals' rows within the terminal lookback, before the delay
-    (for a stored transaction, `before_id` is its id: only customer rows stored before it count).
+    (for a stored transaction, `before_id` is its id: only customer rows stored before it count),
+    grouped by the `codes` of their ids.
 
     Customer rows between `RECENT_DAYS` before the first transaction and the lookback before the
     last one lie in the longest window of every transaction of the set and in no other window:
@@ -190,18 +198,18 @@ def stored_windows(
     if before_id is not None:
         params["before"] = before_id
     # On the session's connection, as plain Core: the ORM's result layer costs more than the query.
-    table = fetch_table(db.session.connection().execute(statement, params), 3)
-    kind, group = np.divmod(table[:, 0].astype(np.int64), _KIND)
+    (groups,), table = fetch_grouped(db.session.connection().execute(statement, params), 3, codes)
+    kind = table[:, 0].astype(np.int64)
     rows, summary, terminal = (table[kind == k] for k in (0, 2, 1))
     weight = np.concatenate((np.ones(len(rows), np.int64), summary[:, 1].astype(np.int64)))
     return (
         features.History(
-            np.concatenate((group[kind == 0], group[kind == 2])),
+            np.concatenate((groups[kind == 0], groups[kind == 2])),
             np.concatenate((rows[:, 1], np.full(len(summary), recent_start))).astype(np.int64),
             np.concatenate((rows[:, 2], summary[:, 2])),
             weight,
         ),
-        features.History(group[kind == 1], terminal[:, 1].astype(np.int64), terminal[:, 2]),
+        features.History(groups[kind == 1], terminal[:, 1].astype(np.int64), terminal[:, 2]),
     )
 
 
@@ -216,6 +224,27 @@ def fetch_table(result, width: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def fetch_grouped(
+    result, width: int, codes: features.GroupCodes, groups_at: tuple[int, ...] = (1,)
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """A result whose columns `groups_at` hold customer or terminal ids and whose `width` others
+    hold numbers: the ids' codes (an array per id column) and the numbers as one float64 matrix,
+    read from the driver's cursor in batches. Column by column: no container is created per row
+    (a transpose's would wake the garbage collector many times over a large result)."""
+    numbers = [k for k in range(width + len(groups_at)) if k not in groups_at]
+    ids: list[list] = [[] for _ in groups_at]
+    parts = [np.empty((0, width))]
+    while rows := result.cursor.fetchmany(_FETCH_BATCH):
+        for column, k in zip(ids, groups_at, strict=True):
+            column += map(operator.itemgetter(k), rows)
+        part = np.empty((len(rows), width))
+        for j, k in enumerate(numbers):
+            part[:, j] = np.fromiter(map(operator.itemgetter(k), rows), np.float64, len(rows))
+        parts.append(part)
+    result.close()
+    return [codes.of(column) for column in ids], np.concatenate(parts)
+
+
 _FETCH_BATCH = 50_000
 
 
@@ -224,11 +253,14 @@ def features_of(
 ) -> np.ndarray:
     """The feature matrix of new transactions (in time order), each seeing the stored history and
     the visible ones before it."""
-    customers, terminals = stored_windows(txs, before_id)
-    labels = stored_labels(txs)
+    codes = features.GroupCodes()
+    customer = codes.of([tx.customer_id for tx in txs])
+    terminal = codes.of([tx.terminal_id for tx in txs])
+    customers, terminals = stored_windows(txs, codes, before_id)
+    labels = stored_labels(txs, codes)
     return features.features_of_new(
-        np.fromiter((tx.customer_id for tx in txs), np.int64, len(txs)),
-        np.fromiter((tx.terminal_id for tx in txs), np.int64, len(txs)),
+        customer,
+        terminal,
         np.fromiter((tx.tx_time for tx in txs), np.int64, len(txs)),
         np.fromiter((tx.amount for tx in txs), np.float64, len(txs)),
         visible,
@@ -238,7 +270,7 @@ def features_of(
     )
 
 
-def stored_labels(txs: list[TransactionIn]) -> features.LabelEvents:
+def stored_labels(txs: list[TransactionIn], codes: features.GroupCodes) -> features.LabelEvents:
     """The labels the known-fraud features of `txs` can depend on, in one indexed query: those of
     their terminals' and customers' transactions in the delay period before them, known by the
     last one's time (each transaction then counts those known by its own time)."""
@@ -250,7 +282,7 @@ def stored_labels(txs: list[TransactionIn]) -> features.LabelEvents:
         "end": last,
         "known_end": history.known_end(last),
     }
-    return history.label_events(history.LABELS_OF_GROUPS_IN_PERIOD, params)
+    return history.label_events(history.LABELS_OF_GROUPS_IN_PERIOD, params, codes)
 
 
 def online_features(tx: TransactionIn, before_id: int | None = None) -> np.ndarray:
