@@ -34,8 +34,8 @@ FLAGS = [*FLAG_TRUE, *FLAG_FALSE, "True", "False"]
 
 TRANSACTION = {
     "tx_datetime": "2026-11-27T10:00:00Z",
-    "customer_id": 3,
-    "terminal_id": 5,
+    "customer_id": "cus_8f2aQ",
+    "terminal_id": "MID-00042",
     "amount": 412.5,
     "consent": True,
     "transaction_id": "abc-1",

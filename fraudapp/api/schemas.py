@@ -28,7 +28,12 @@ Id = Annotated[
     str,
     BeforeValidator(limits.check_id),
     WithJsonSchema(
-        {"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_ID}, {"type": "integer"}]}
+        {
+            "anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_ID}, {"type": "integer"}],
+            "description": f"Opaque id (card token, merchant id) of 1 to {MAX_ID} characters; "
+            "a whole number is the same id as its decimal text",
+            "examples": ["cus_8f2aQ", "MID-00042", 42],
+        }
     ),
 ]
 
