@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from fraudapp.extensions import db
+from fraudapp.i18n import shown
 from fraudapp.models import TrainingRun
 from fraudapp.services.training import runs
 from tests.conftest import login
@@ -45,13 +46,15 @@ def trainer_env(app, stored_history, tmp_path, database_url) -> dict:
 
 @pytest.fixture
 def read(database_url):
-    """A run's (status, error), read on a connection of its own."""
+    """A run's (status, error), read on a connection of its own; the error as English text (it is
+    stored translatable, see `fraudapp.i18n.Message`)."""
     engine = create_engine(engine_url(database_url))
 
     def status(run_id: int) -> tuple[str, str | None]:
         with engine.connect() as connection:
             query = text("SELECT status, error FROM training_runs WHERE id = :id")
-            return tuple(connection.execute(query, {"id": run_id}).one())
+            status, error = connection.execute(query, {"id": run_id}).one()
+            return status, shown(error) or None
 
     yield status
     engine.dispose()
