@@ -80,6 +80,11 @@ class WriteGate:
         event.listen(engine, "commit", lambda connection: self._end(connection, "commit"))
         event.listen(engine, "rollback", lambda connection: self._end(connection, "rollback"))
         event.listen(engine.pool, "checkin", lambda _dbapi, record: self._release(record.info))
+        # a connection discarded mid-transaction (an exit exception inside a query) is closed,
+        # and SQLite with it ends the transaction
+        event.listen(
+            engine.pool, "invalidate", lambda _dbapi, record, _e: self._release(record.info)
+        )
 
     def _before_execute(self, connection, _cursor, statement, *_args) -> None:
         info = connection.info
@@ -88,7 +93,10 @@ class WriteGate:
 
     def _end(self, connection, how: str) -> None:
         """Before SQLAlchemy ends the transaction: end it on the driver first (SQLAlchemy's own
-        call then finds none), so the next writer never meets SQLite's lock."""
+        call then finds none), so the next writer never meets SQLite's lock. A connection already
+        discarded has released the gate (`invalidate`) and has no transaction left to end."""
+        if connection.invalidated:
+            return
         if connection.info.get("write_gate"):
             getattr(connection.connection.dbapi_connection, how)()
         self._release(connection.info)

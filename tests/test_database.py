@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from fraudapp import create_app, database
 from fraudapp.database import checkpoint, start_checkpointer
@@ -102,6 +102,35 @@ def test_a_write_holds_the_gate_until_its_transaction_ends(sqlite_app, tmp_path)
     db.session.execute(text("DELETE FROM filler"))
     assert not _gate_free(gate)
     db.session.rollback()
+    assert _gate_free(gate)
+
+
+class Interrupted(BaseException):
+    """Like the trainer's stop signal: raised wherever the thread is, inside a query too."""
+
+
+def test_a_write_interrupted_mid_query_ends_cleanly_and_frees_the_gate(sqlite_app, tmp_path):
+    # An exit exception inside a query invalidates SQLAlchemy's connection; ending the session
+    # afterwards must neither raise from the gate's rollback hook nor leave the gate taken.
+    gate = str(tmp_path / "wal.db") + "-writers"
+
+    def interrupt(cursor, statement, parameters, context):
+        if "interrupted" in statement:
+            raise Interrupted
+
+    db.session.execute(text("INSERT INTO filler (body) VALUES (x'00')"))
+    assert not _gate_free(gate)
+    event.listen(db.engine, "do_execute", interrupt)
+    try:
+        with pytest.raises(Interrupted):
+            db.session.execute(text("UPDATE filler SET body = x'01' /* interrupted */"))
+    finally:
+        event.remove(db.engine, "do_execute", interrupt)
+    db.session.remove()  # raised PendingRollbackError from the gate's hook before
+    assert _gate_free(gate)
+    db.session.execute(text("INSERT INTO filler (body) VALUES (x'02')"))  # the next writer goes on
+    db.session.commit()
+    assert db.session.scalar(text("SELECT count(*) FROM filler")) == 1  # the interrupted one lost
     assert _gate_free(gate)
 
 
