@@ -200,3 +200,15 @@ def login(live_server):
         assert "/login" not in page.url, page.inner_text("main")
 
     return log_in
+
+
+def accept_dialogs(page) -> list[str]:
+    """Accept every confirm() the page opens from now on; the list of their messages."""
+    messages: list[str] = []
+
+    def accept(dialog) -> None:
+        messages.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    return messages

@@ -7,6 +7,8 @@ import datetime as dt
 
 import pytest
 
+from tests.browser.conftest import accept_dialogs
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # A transaction no other browser test uses, so its row can be told apart in the queue.
@@ -105,13 +107,7 @@ def test_feedback_is_reviewed_by_an_analyst_and_the_data_can_be_deleted(
     assert submitter.goto(f"/my-data/{receipt}").status == 200
     assert submitter.inner_text("#label-now").strip() == f"{analyst_label} (analyst)"
     assert submitter.locator("#answers li").count() == 1
-    dialogs = []
-
-    def accept(dialog):
-        dialogs.append(dialog.message)
-        dialog.accept()
-
-    submitter.on("dialog", accept)
+    dialogs = accept_dialogs(submitter)
     _navigate(submitter, "#delete")
     assert dialogs == ["Delete this transaction and everything stored about it?"]
     assert submitter.url == base + "/"

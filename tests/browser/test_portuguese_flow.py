@@ -9,6 +9,8 @@ import re
 
 import pytest
 
+from tests.browser.conftest import accept_dialogs
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # A transaction no other browser test uses, so its row can be told apart in the queue.
@@ -100,13 +102,7 @@ def test_the_feedback_flow_in_portuguese(page, new_page, login, live_server):
     # 5. The visitor (still in Portuguese) sees the analyst's label and deletes the data.
     page.goto(f"/my-data/{receipt}")
     assert page.inner_text("#label-now").strip() == f"{WORDS[analyst_label]} (analista)"
-    dialogs = []
-
-    def accept(dialog):
-        dialogs.append(dialog.message)
-        dialog.accept()
-
-    page.on("dialog", accept)
+    dialogs = accept_dialogs(page)
     _navigate(page, "#delete")
     assert dialogs == ["Excluir esta transação e tudo o que foi guardado sobre ela?"]
     assert "Seus dados foram excluídos." in page.inner_text(".alert-success")
