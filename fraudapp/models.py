@@ -30,6 +30,7 @@ from .ml.features import DAY
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 LABEL_PRIORITY = {"import": 0, "feedback": 1, "analyst": 2}
+GIVEN_LABELS = "source != 'import'"  # the labels people gave (a literal: partial indexes match it)
 ROLES = ("analyst", "admin")
 TOKEN_SCOPES = ("own", "all")  # whose predictions an API token may give feedback on
 MAX_BIG_ID = 2**63 - 1  # the largest id a BigInteger (or SQLite INTEGER) column holds
@@ -125,11 +126,24 @@ class Label(db.Model):
     # are known at the Handbook's delay after their transaction; others when given (or the `at` a
     # replay passes).
     known_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The labelled transaction's time (Unix seconds), copied: the labels given to the transactions
+    # of a period (the known-fraud features' delay period) come from one index, without the rows.
+    tx_time: Mapped[int] = mapped_column(BigInteger)
 
     transaction: Mapped[Transaction] = relationship(back_populates="labels")
 
     __table_args__ = (  # the labels known at a time, per transaction, without reading the rows
         Index("ix_labels_transaction_known", "transaction_id", "known_at", "source", "fraud"),
+        Index(
+            "ix_labels_given_by_tx_time",
+            "tx_time",
+            "known_at",
+            "transaction_id",
+            "fraud",
+            "source",
+            sqlite_where=text(GIVEN_LABELS),
+            postgresql_where=text(GIVEN_LABELS),
+        ),
     )
 
     def __repr__(self) -> str:

@@ -126,6 +126,38 @@ def test_label_known_at_is_filled_for_existing_labels(fresh_database_url, tmp_pa
         db.engine.dispose()
 
 
+def test_labels_get_their_transactions_time(fresh_database_url, tmp_path):
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": fresh_database_url, "MODEL_DIR": str(tmp_path / "models")}
+    )
+    with app.app_context():
+        upgrade(revision="f3c8a1d5e7b2")
+        now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+        with db.engine.begin() as connection:
+            for tx_time in (1522541000, 1522542000):
+                connection.execute(
+                    text(
+                        "INSERT INTO transactions (tx_time, customer_id, terminal_id, amount,"
+                        " source, created_at) VALUES (:tx_time, '1', '2', 3.0, 'predict', :now)"
+                    ),
+                    {"tx_time": tx_time, "now": now},
+                )
+            for transaction_id in (2, 1, 2):
+                connection.execute(
+                    text(
+                        "INSERT INTO labels (transaction_id, fraud, source, created_at, known_at)"
+                        " VALUES (:id, true, 'feedback', :now, :now)"
+                    ),
+                    {"id": transaction_id, "now": now},
+                )
+        upgrade()
+        times = db.session.scalars(select(Label.tx_time).order_by(Label.id)).all()
+        assert times == [1522542000, 1522541000, 1522542000]
+        db.session.remove()
+        downgrade(revision="base")
+        db.engine.dispose()
+
+
 def test_integer_ids_become_text_and_back_keeping_labels_and_predictions(
     fresh_database_url, tmp_path
 ):
@@ -189,6 +221,7 @@ def test_integer_ids_become_text_and_back_keeping_labels_and_predictions(
                 text("UPDATE transactions SET customer_id = 'cus_8f2aQ' WHERE id = 3")
             )
         config = app.extensions["migrate"].migrate.get_config()
+        command.downgrade(config, "f3c8a1d5e7b2")  # the later revisions first
         with pytest.raises(RuntimeError, match="1 transactions have a customer_id that is not"):
             command.downgrade(config, "a243f4695a88")
         version = "SELECT version_num FROM alembic_version"

@@ -159,12 +159,15 @@ def test_labels_known_at_various_times_count_alike_one_by_one_in_lists_and_files
         {
             "TRANSACTION_ID": [f"f{k}" for k in range(n)],
             "TX_DATETIME": start + pd.to_timedelta(np.sort(rng.integers(0, 6 * 86_400, n)), "s"),
-            "CUSTOMER_ID": rng.choice(recent["CUSTOMER_ID"].unique()[:40], n),
-            "TERMINAL_ID": rng.choice(recent["TERMINAL_ID"].unique()[:40], n),
+            # more customers and terminals than history.FEW_GROUPS: lists read their labels as
+            # files do, single requests through their groups' indexes
+            "CUSTOMER_ID": rng.choice(recent["CUSTOMER_ID"].unique()[:60], n),
+            "TERMINAL_ID": rng.choice(recent["TERMINAL_ID"].unique()[:60], n),
             "TX_AMOUNT": rng.gamma(2.0, 30.0, n).round(2),
         }
     )
     _label_the_last_week(start, rng)
+    assert frame["CUSTOMER_ID"].nunique() + frame["TERMINAL_ID"].nunique() > history.FEW_GROUPS
     history_end = db.session.scalar(select(func.max(Transaction.id)))
     alone, batched = _one_by_one_then_batched(_inputs(frame, rng.random(n) < 0.7))
     _assert_same(alone, batched)

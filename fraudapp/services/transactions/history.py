@@ -21,7 +21,7 @@ from ...extensions import db
 from ...i18n import Message
 from ...ml.data import History, ordered_codes, to_unix_seconds
 from ...ml.features import DAY, TERMINAL_DELAY_DAYS, GroupCodes, LabelEvents
-from ...models import LABEL_PRIORITY, Label, Transaction, utcnow
+from ...models import GIVEN_LABELS, LABEL_PRIORITY, Label, Transaction, utcnow
 from . import limits
 from .limits import (
     AMOUNT_MESSAGE,
@@ -264,8 +264,8 @@ def _insert_labels(connection, before: int) -> int:
     """The imported labels, known at the Handbook's delay after their transaction."""
     known_at = imported_known_at(connection.dialect.name, "t.tx_time")
     statement = text(  # known_at is constant SQL, no input in it
-        "INSERT INTO labels (transaction_id, fraud, source, created_at, known_at) "  # noqa: S608
-        f"SELECT t.id, t.fraud, 'import', :now, {known_at} FROM transactions t "
+        "INSERT INTO labels (transaction_id, fraud, source, created_at, known_at, tx_time) "  # noqa: S608
+        f"SELECT t.id, t.fraud, 'import', :now, {known_at}, t.tx_time FROM transactions t "
         "JOIN import_staging s ON s.external_id = t.external_id "
         "WHERE t.id > :before AND t.fraud IS NOT NULL"
     ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
@@ -314,31 +314,35 @@ def _label_events_statement(*conditions):
             Label.transaction_id,
             Transaction.terminal_id,
             Transaction.customer_id,
-            Transaction.tx_time,
+            Label.tx_time,
             Label.known_at,
             Label.fraud,
             case(LABEL_PRIORITY, value=Label.source, else_=0),
         )
         .join(Transaction, Transaction.id == Label.transaction_id)
-        .where(Label.source != "import", *conditions)
+        .where(text(f"labels.{GIVEN_LABELS}"), *conditions)
         .order_by(Label.id)
     )
 
 
 _ALL_LABELS = _label_events_statement()
-_IN_PERIOD = (  # labels known by `known_end` of transactions in (start, end)
+_KNOWN = Label.known_at <= bindparam("known_end")
+# The labels known by `known_end` of the transactions in (start, end): from the partial index on
+# the labels given, by their transaction's time, then each one's transaction by its key ...
+LABELS_IN_PERIOD = _label_events_statement(
+    Label.tx_time > bindparam("start"), Label.tx_time < bindparam("end"), _KNOWN
+)
+# ... or those of a few terminals and customers, from their transactions' indexes.
+LABELS_OF_GROUPS_IN_PERIOD = _label_events_statement(
     Transaction.tx_time > bindparam("start"),
     Transaction.tx_time < bindparam("end"),
-    Label.known_at <= bindparam("known_end"),
-)
-LABELS_IN_PERIOD = _label_events_statement(*_IN_PERIOD)
-LABELS_OF_GROUPS_IN_PERIOD = _label_events_statement(  # ... of some terminals or customers
-    *_IN_PERIOD,
+    _KNOWN,
     or_(
         Transaction.terminal_id.in_(bindparam("terminals", expanding=True)),
         Transaction.customer_id.in_(bindparam("customers", expanding=True)),
     ),
 )
+FEW_GROUPS = 100  # terminals and customers: up to this many, the second query reads fewer rows
 
 
 def label_events(statement, params: dict, codes: GroupCodes) -> LabelEvents:

@@ -50,6 +50,7 @@ def add_label(
     )
     label = Label(
         transaction_id=transaction_id,
+        tx_time=select(Transaction.tx_time).where(Transaction.id == transaction_id).scalar_subquery(),
         fraud=fraud,
         source=source,
         actor=actor,

@@ -273,7 +273,8 @@ def features_of(
 def stored_labels(txs: list[TransactionIn], codes: features.GroupCodes) -> features.LabelEvents:
     """The labels the known-fraud features of `txs` can depend on, in one indexed query: those of
     their terminals' and customers' transactions in the delay period before them, known by the
-    last one's time (each transaction then counts those known by its own time)."""
+    last one's time (each transaction then counts those known by its own time). For many
+    terminals and customers, all the labels of that period: the others do no harm."""
     first, last = min(tx.tx_time for tx in txs), max(tx.tx_time for tx in txs)
     params = {
         "terminals": sorted({tx.terminal_id for tx in txs}),
@@ -282,7 +283,9 @@ def stored_labels(txs: list[TransactionIn], codes: features.GroupCodes) -> featu
         "end": last,
         "known_end": history.known_end(last),
     }
-    return history.label_events(history.LABELS_OF_GROUPS_IN_PERIOD, params, codes)
+    few = len(params["terminals"]) + len(params["customers"]) <= history.FEW_GROUPS
+    statement = history.LABELS_OF_GROUPS_IN_PERIOD if few else history.LABELS_IN_PERIOD
+    return history.label_events(statement, params, codes)
 
 
 def online_features(tx: TransactionIn, before_id: int | None = None) -> np.ndarray:
