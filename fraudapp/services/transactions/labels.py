@@ -50,7 +50,7 @@ def add_label(
     )
     label = Label(
         transaction_id=transaction_id,
-        tx_time=select(Transaction.tx_time).where(Transaction.id == transaction_id).scalar_subquery(),
+        tx_time=_tx_time_of(transaction_id),
         fraud=fraud,
         source=source,
         actor=actor,
@@ -61,6 +61,11 @@ def add_label(
     mark_transaction(transaction_id)
     record_label(source)
     return label
+
+
+def _tx_time_of(transaction_id: int):
+    """The labelled transaction's time, read by the label's own INSERT."""
+    return select(Transaction.tx_time).where(Transaction.id == transaction_id).scalar_subquery()
 
 
 def give_feedback(
