@@ -21,6 +21,7 @@ count and floating-point sum), which agrees to rounding.
 
 from __future__ import annotations
 
+import bisect
 from typing import NamedTuple
 
 import numpy as np
@@ -537,6 +538,103 @@ def features_of_new(
             own_t,
         ),
         known_frauds(labels, np.asarray(terminal), np.asarray(customer), time),
+    )
+
+
+def features_of_one(
+    customer: int,
+    terminal: int,
+    time: int,
+    amount: float,
+    customers: History,
+    terminals: History,
+    labels: LabelEvents | None = None,
+) -> np.ndarray:
+    """Online, one transaction not stored: `features_of_new` of a single row, shape (1, n).
+
+    The window statistics are worked out in plain Python over its customer's and terminal's few
+    stored rows, in the same fixed-point arithmetic and row order as `_Timeline`, so the values are
+    the same bit for bit (the tests hold the two paths equal); at this size numpy's cost per call
+    outweighs the work. The features themselves are `assemble`'s, as everywhere.
+    """
+    return assemble(
+        np.array([time], np.int64),
+        np.array([amount], np.float64),
+        _customer_stats_of_one(time, amount, _rows_of(customers, customer)),
+        _terminal_stats_of_one(time, _rows_of(terminals, terminal)),
+        known_frauds(labels, np.array([terminal]), np.array([customer]), np.array([time])),
+    )
+
+
+class _Rows(NamedTuple):
+    """One group's stored rows seen by others (weight > 0), sorted by time, ties in the given
+    order (as `_Timeline`'s stable sort): times and values, and the running totals of weights
+    and fixed-point values (entry k: of the rows before the k-th)."""
+
+    time: list[int]
+    value: list[float]
+    seen: list[int]
+    total: list[int]
+
+
+def _rows_of(history: History, group: int) -> _Rows:
+    mine = np.flatnonzero((np.asarray(history.group) == group) & (_weights(history) > 0))
+    time = np.asarray(history.time)[mine]
+    order = np.argsort(time, kind="stable")
+    value = np.asarray(history.value, np.float64)[mine][order]
+    seen = np.cumsum(_weights(history)[mine][order])
+    total = np.cumsum(np.rint(value * _FIXED_POINT).astype(np.int64))
+    return _Rows(time[order].tolist(), value.tolist(), [0, *seen.tolist()], [0, *total.tolist()])
+
+
+def _customer_stats_of_one(time: int, amount: float, rows: _Rows) -> CustomerStats:
+    """`customer_stats` of a new row at `time` after the customer's stored `rows`."""
+    times, seen, total = rows.time, rows.seen, rows.total
+    end = bisect.bisect_right(times, time)  # a stored row at the same second comes first
+    own = round(amount * _FIXED_POINT)  # as np.rint: the nearest, half to even
+    count, amount_sum = (np.empty((1, len(CUSTOMER_STAT_WINDOWS))) for _ in range(2))
+    for j, days in enumerate(CUSTOMER_STAT_WINDOWS):
+        start = bisect.bisect_right(times, time - days * DAY)
+        count[0, j] = seen[end] - seen[start] + 1
+        amount_sum[0, j] = (total[end] - total[start] + own) / _FIXED_POINT
+    # The recent rows, each against the mean of the rows up to it in its baseline window.
+    recent = range(bisect.bisect_right(times, time - LARGE_TX_WINDOW_DAYS * DAY), end)
+    starts = [
+        bisect.bisect_right(times, times[k] - LARGE_AMOUNT_BASELINE_DAYS * DAY) for k in recent
+    ]
+    ratio = amount_ratio(
+        np.array(rows.value[recent.start : recent.stop]),
+        np.array([seen[k] - seen[i] + 1 for k, i in zip(recent, starts, strict=True)], float),
+        np.array([total[k + 1] - total[i] for k, i in zip(recent, starts, strict=True)])
+        / _FIXED_POINT,
+    )
+    large = float(np.count_nonzero(ratio > LARGE_AMOUNT_FACTOR))
+    return CustomerStats(count, amount_sum, np.array([large]))
+
+
+def _terminal_stats_of_one(time: int, rows: _Rows) -> TerminalStats:
+    """`terminal_stats` of a new row at `time` after the terminal's stored `rows`."""
+    times, seen, total = rows.time, rows.seen, rows.total
+    delayed = time - TERMINAL_DELAY_DAYS * DAY
+    right = bisect.bisect_right(times, delayed)
+    count, frauds = (np.empty((1, len(TERMINAL_WINDOWS))) for _ in range(2))
+    for j, days in enumerate(TERMINAL_WINDOWS):
+        start = bisect.bisect_right(times, delayed - days * DAY)
+        count[0, j] = seen[right] - seen[start]
+        frauds[0, j] = (total[right] - total[start]) / _FIXED_POINT
+    left = bisect.bisect_right(times, delayed - TERMINAL_FRAUD_RUN_DAYS * DAY)
+    genuine = next((k for k in range(right - 1, -1, -1) if rows.value[k] <= 0), -1)
+    run_start = left  # after the latest genuine one (and those at its second), within the window
+    if right > left and genuine >= left:
+        run_start = bisect.bisect_right(times, times[genuine])
+    first = next((k for k in range(left, right) if rows.value[k] > 0), right)
+    run_length = right - run_start
+    return TerminalStats(
+        count,
+        frauds,
+        np.array([float(run_length)]),
+        np.array([(time - times[run_start]) / DAY if run_length > 0 else 0.0]),
+        np.array([(time - times[first]) / DAY if first < right else 0.0]),
     )
 
 

@@ -299,3 +299,46 @@ def test_a_label_given_after_a_transaction_never_changes_its_training_features(s
     changed = ~np.all(after == before, axis=1)
     assert changed[~untouched].sum() > 100
     assert not changed[untouched].any()
+
+
+def test_the_one_row_path_equals_the_vectorized_one(simulated_frame):
+    """`features_of_one` (a single request) gives `features_of_new`'s values bit for bit: over
+    stored rows of many customers and terminals, rows at the same second, summary rows (weights),
+    rows no one sees (weight 0) and labels known at various times."""
+    frame = simulated_frame
+    time = to_unix_seconds(frame["TX_DATETIME"])
+    customer, terminal = (frame[c].to_numpy().copy() for c in ("CUSTOMER_ID", "TERMINAL_ID"))
+    amount, fraud = frame["TX_AMOUNT"].to_numpy(), frame["TX_FRAUD"].to_numpy().astype(float)
+    for column in (time, customer, terminal):  # ties: every 5th row at the second of the one
+        column[1::5] = column[:-1:5]  # before it, same customer and terminal
+    rng = np.random.default_rng(5)
+    events = _of(_labels_given_later(time, fraud, rng), customer, terminal)
+    weight = np.where(rng.random(len(time)) < 0.05, 0, 1)
+    weight[::50] = rng.integers(2, 9, len(weight[::50]))  # summaries of older rows
+    rows = []
+    for i in rng.choice(np.arange(len(time) // 2, len(time)), size=400, replace=False):
+        before = np.arange(len(time)) < i
+        customers = features.History(customer[before], time[before], amount[before], weight[before])
+        terminals = features.History(terminal[before], time[before], fraud[before])
+        known = features.LabelEvents(
+            *(column[before[events.transaction] & (events.known <= time[i])] for column in events)
+        )
+        one = features.features_of_one(
+            customer[i], terminal[i], time[i], amount[i], customers, terminals, known
+        )
+        vectorized = features.features_of_new(
+            [customer[i]],
+            [terminal[i]],
+            [time[i]],
+            [amount[i]],
+            [False],
+            customers,
+            terminals,
+            known,
+        )
+        np.testing.assert_array_equal(one, vectorized)
+        rows.append(one[0])
+    exercised = ["CUSTOMER_ID_NB_LARGE_TX_7DAY_WINDOW", "TERMINAL_ID_FRAUD_RUN_LENGTH"]
+    exercised += ["TERMINAL_ID_FIRST_FRAUD_AGE_DAYS", *features.KNOWN_FRAUD_FEATURES]
+    columns = [features.FEATURES.index(name) for name in exercised]
+    assert (np.array(rows)[:, columns] > 0).any(axis=0).all()

@@ -258,6 +258,11 @@ def features_of(
     terminal = codes.of([tx.terminal_id for tx in txs])
     customers, terminals = stored_windows(txs, codes, before_id)
     labels = stored_labels(txs, codes)
+    if len(txs) == 1:
+        tx = txs[0]
+        return features.features_of_one(
+            int(customer[0]), int(terminal[0]), tx.tx_time, tx.amount, customers, terminals, labels
+        )
     return features.features_of_new(
         customer,
         terminal,
