@@ -59,6 +59,7 @@ class TransactionIn:
     terminal_id: str
     amount: float
     external_id: str | None = None
+    tx_time: int = field(init=False)  # Unix seconds, worked out once: batches read it often
 
     def __post_init__(self):
         # a whole number given for an id is its decimal text, as everywhere else
@@ -66,11 +67,8 @@ class TransactionIn:
             object.__setattr__(self, "customer_id", str(self.customer_id))
         if type(self.terminal_id) is not str:
             object.__setattr__(self, "terminal_id", str(self.terminal_id))
-
-    @property
-    def tx_time(self) -> int:
-        """Unix seconds."""
-        return int(self.tx_datetime.replace(tzinfo=dt.UTC).timestamp())
+        seconds = int(self.tx_datetime.replace(tzinfo=dt.UTC).timestamp())
+        object.__setattr__(self, "tx_time", seconds)
 
 
 @dataclass
