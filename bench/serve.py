@@ -339,7 +339,8 @@ def has_score_file(env: dict) -> bool:
 
 def score_file_rates(args, app, frame: pd.DataFrame, env: dict, scratch: Path) -> dict:
     """`flask score-file` on the last month (a week with --quick) of a fresh history of the
-    months before it, without and with --store; (rows/s of the command's whole run, rows/s it prints for its scoring)."""
+    months before it, without and with --store: (rows/s of the command's whole run, rows/s it
+    prints for its scoring)."""
     days = 7 if args.quick else SCORE_FILE_DAYS
     before, month = split_days(frame, days)
     with app.app_context():
