@@ -167,7 +167,7 @@ class _FileScorer:
             chunk["amount"].to_numpy(np.float64),
             np.ones(len(chunk), bool),
             self.recent.customers(),
-            self.recent.terminals(),
+            self.recent.terminals(first),
             _stored_labels(first, last, self.codes),
         )
         own = self.model.own(rows)  # the version's columns, picked once
@@ -213,11 +213,20 @@ class _FileScorer:
         return challenger_scores(self.challenger, rows, self.threads)
 
     def _fetch_stored(self, first: int, last: int) -> None:
-        """Read the stored rows the chunk's windows can reach and have not been read yet."""
-        start = first - LOOKBACK_DAYS * features.DAY
-        if self.fetched_until is not None:
-            start = max(start, self.fetched_until)
-        result = db.session.connection().execute(_STORED_ROWS, {"start": start, "end": last})
+        """Read the stored rows the chunk's windows can reach and have not been read yet. Before
+        the first chunk, those older than the terminals' lookback are read for the customers'
+        windows only: three columns instead of five."""
+        if self.fetched_until is None:
+            start = first - LOOKBACK_DAYS * features.DAY
+            self.fetched_until = first - features.TERMINAL_LOOKBACK_DAYS * features.DAY
+            result = db.session.connection().execute(
+                _STORED_CUSTOMER_ROWS, {"start": start, "end": self.fetched_until}
+            )
+            (customer,), table = fetch_grouped(result, 2, self.codes, groups_at=(0,))
+            self.recent.add_stored_customers(customer, table)
+        result = db.session.connection().execute(
+            _STORED_ROWS, {"start": self.fetched_until, "end": last}
+        )
         (customer, terminal), table = fetch_grouped(result, 3, self.codes, groups_at=(0, 1))
         self.recent.add_stored(np.column_stack((customer, terminal, table)))
         self.fetched_until = last
@@ -287,6 +296,9 @@ class _FileScorer:
         record_scored(self.model.version, self.summary.flagged, self.summary.rows)
 
 
+_STORED_CUSTOMER_ROWS = select(
+    Transaction.customer_id, Transaction.tx_time, Transaction.amount
+).where(Transaction.tx_time > bindparam("start"), Transaction.tx_time <= bindparam("end"))
 _STORED_ROWS = select(
     Transaction.customer_id,
     Transaction.terminal_id,
@@ -337,6 +349,12 @@ class _Recent:
     def add_stored(self, table: np.ndarray) -> None:
         self.table = np.concatenate((self.table, table))
 
+    def add_stored_customers(self, customer: np.ndarray, table: np.ndarray) -> None:
+        """Stored rows older than the terminals' lookback (`table`: time, amount): no terminal
+        (-1) and no known fraud, as no terminal window reaches them."""
+        none = np.full(len(customer), -1.0)
+        self.add_stored(np.column_stack((customer, none, table, np.zeros(len(customer)))))
+
     def add(self, customer: np.ndarray, terminal: np.ndarray, chunk: pd.DataFrame) -> None:
         new = np.column_stack(
             (
@@ -356,8 +374,9 @@ class _Recent:
         t = self.table
         return features.History(t[:, 0].astype(np.int64), t[:, 2].astype(np.int64), t[:, 3])
 
-    def terminals(self) -> features.History:
-        t = self.table
+    def terminals(self, first: int) -> features.History:
+        """The rows the terminal windows of rows from time `first` on can reach."""
+        t = self.table[self.table[:, 2] > first - features.TERMINAL_LOOKBACK_DAYS * features.DAY]
         return features.History(t[:, 1].astype(np.int64), t[:, 2].astype(np.int64), t[:, 4])
 
 
@@ -391,7 +410,7 @@ def _write(output, chunk, scores, flagged, threshold, version, reasons) -> None:
             chunk["amount"].tolist(),
             scores.tolist(),
             flagged.astype(int).tolist(),
-            itertools.repeat(threshold),
+            itertools.repeat(repr(float(threshold))),  # as the csv module writes a float
             itertools.repeat(version),
             reasons.tolist(),
             strict=False,  # the repeats are endless
