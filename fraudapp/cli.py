@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 
 import click
 from flask import Flask, current_app
@@ -53,6 +54,7 @@ def score_file_command(source: str, out: str, store: bool) -> None:
         bar.length = total
         bar.update(done - bar.pos)
 
+    started = time.perf_counter()
     try:
         with bar:
             summary = files.score_file(source, out, store, progress)
@@ -64,6 +66,8 @@ def score_file_command(source: str, out: str, store: bool) -> None:
         f"{summary.rows} rows scored by model {summary.model_version}, {summary.flagged} flagged "
         f"at threshold {summary.threshold:.4f}, {summary.stored} stored; written to {out}"
     )
+    seconds = time.perf_counter() - started
+    click.echo(f"{summary.rows} rows in {seconds:.2f} s: {summary.rows / seconds:,.0f} rows/s")
 
 
 @click.command("simulate")

@@ -221,6 +221,25 @@ def test_import_refuses_a_bad_id_by_its_line(app, tmp_path, value, message):
     assert _count(Transaction) == 0
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "line 4: CUSTOMER_ID: Use 1 to 64 characters."),
+        ("x" * 65, "line 4: CUSTOMER_ID: Use 1 to 64 characters."),
+        ("ca\u0085fe", "line 4: CUSTOMER_ID: Remove the control characters."),
+        ('"MID\n42"', "line 4: CUSTOMER_ID: Remove the control characters."),
+    ],
+)
+def test_a_bad_id_among_plain_ones_is_refused_by_its_line(app, tmp_path, value, message):
+    """The checks' fast path over a column of plain ids still finds one bad id among them."""
+    rows = [(f"t{i}", f"2018-05-10 1{i}:00:00", CUSTOMER, TERMINAL, 10.0, 0) for i in range(4)]
+    rows[2] = (*rows[2][:2], value, *rows[2][3:])
+    source = tmp_path / "bad.csv"
+    source.write_text(_csv(rows))
+    with pytest.raises(history.ImportRefused, match=message):
+        history.import_transactions(source)
+
+
 def _tokens_file(stored_history) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The last days of the simulated history, scored as a file with int ids and with tokens."""
     later = stored_history[stored_history["TX_DATETIME"] >= "2018-05-13"].copy()

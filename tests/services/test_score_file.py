@@ -3,6 +3,8 @@ refused whole on a bad line; stored only when asked."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,6 +138,7 @@ def test_the_command_scores_and_reports(runner, later, tmp_path):
     result = runner.invoke(args=["score-file", str(source), str(out)])
     assert result.exit_code == 0, result.output
     assert "300 rows scored by model v1" in result.output and "0 stored" in result.output
+    assert re.search(r"300 rows in [0-9.]+ s: [0-9,]+ rows/s", result.output)  # its own rate
     assert len(pd.read_csv(out)) == 300
     later.head(300).drop(columns="TX_AMOUNT").to_csv(source, index=False)
     result = runner.invoke(args=["score-file", str(source), str(tmp_path / "bad.csv")])

@@ -167,7 +167,7 @@ class _FileScorer:
             chunk["amount"].to_numpy(np.float64),
             np.ones(len(chunk), bool),
             self.recent.customers(),
-            self.recent.terminals(),
+            self.recent.terminals(first),
             _stored_labels(first, last, self.codes),
         )
         own = self.model.own(rows)  # the version's columns, picked once
@@ -213,11 +213,20 @@ class _FileScorer:
         return challenger_scores(self.challenger, rows, self.threads)
 
     def _fetch_stored(self, first: int, last: int) -> None:
-        """Read the stored rows the chunk's windows can reach and have not been read yet."""
-        start = first - LOOKBACK_DAYS * features.DAY
-        if self.fetched_until is not None:
-            start = max(start, self.fetched_until)
-        result = db.session.connection().execute(_STORED_ROWS, {"start": start, "end": last})
+        """Read the stored rows the chunk's windows can reach and have not been read yet. Before
+        the first chunk, those older than the terminals' lookback are read for the customers'
+        windows only: three columns instead of five."""
+        if self.fetched_until is None:
+            start = first - LOOKBACK_DAYS * features.DAY
+            self.fetched_until = first - features.TERMINAL_LOOKBACK_DAYS * features.DAY
+            result = db.session.connection().execute(
+                _STORED_CUSTOMER_ROWS, {"start": start, "end": self.fetched_until}
+            )
+            (customer,), table = fetch_grouped(result, 2, self.codes, groups_at=(0,))
+            self.recent.add_stored_customers(customer, table)
+        result = db.session.connection().execute(
+            _STORED_ROWS, {"start": self.fetched_until, "end": last}
+        )
         (customer, terminal), table = fetch_grouped(result, 3, self.codes, groups_at=(0, 1))
         self.recent.add_stored(np.column_stack((customer, terminal, table)))
         self.fetched_until = last
@@ -287,6 +296,9 @@ class _FileScorer:
         record_scored(self.model.version, self.summary.flagged, self.summary.rows)
 
 
+_STORED_CUSTOMER_ROWS = select(
+    Transaction.customer_id, Transaction.tx_time, Transaction.amount
+).where(Transaction.tx_time > bindparam("start"), Transaction.tx_time <= bindparam("end"))
 _STORED_ROWS = select(
     Transaction.customer_id,
     Transaction.terminal_id,
@@ -327,15 +339,27 @@ def _features_json(names) -> str:
 
 
 class _Recent:
-    """Rows within the lookback, stored ones first, then the file's in file order (all earlier
-    in time than the chunk being scored, or stored ones up to its last time); customers and
-    terminals by their codes."""
+    """Rows within the lookback (all earlier in time than the chunk being scored, or stored ones
+    up to its last time), sorted stably by customer and time: in the order added within a
+    customer's second, as the features' stable sort wants them, and already in its order, which
+    makes their sort of the customers' windows cheap. Customers and terminals by their codes."""
 
     def __init__(self):
         self.table = np.empty((0, 5))  # customer, terminal, time, amount, known fraud
 
     def add_stored(self, table: np.ndarray) -> None:
-        self.table = np.concatenate((self.table, table))
+        self._add(table)
+
+    def _add(self, rows: np.ndarray) -> None:
+        table = np.concatenate((self.table, rows))
+        keys = table[:, 0].astype(np.int64) * _GROUP_SHIFT + table[:, 2].astype(np.int64)
+        self.table = table[np.argsort(keys, kind="stable")]  # nearly sorted: a quick merge
+
+    def add_stored_customers(self, customer: np.ndarray, table: np.ndarray) -> None:
+        """Stored rows older than the terminals' lookback (`table`: time, amount): no terminal
+        (-1) and no known fraud, as no terminal window reaches them."""
+        none = np.full(len(customer), -1.0)
+        self.add_stored(np.column_stack((customer, none, table, np.zeros(len(customer)))))
 
     def add(self, customer: np.ndarray, terminal: np.ndarray, chunk: pd.DataFrame) -> None:
         new = np.column_stack(
@@ -347,7 +371,7 @@ class _Recent:
                 np.zeros(len(chunk)),
             )
         )
-        self.table = np.concatenate((self.table, new))
+        self._add(new)
 
     def forget_before(self, time: int) -> None:
         self.table = self.table[self.table[:, 2] > time]
@@ -356,9 +380,13 @@ class _Recent:
         t = self.table
         return features.History(t[:, 0].astype(np.int64), t[:, 2].astype(np.int64), t[:, 3])
 
-    def terminals(self) -> features.History:
-        t = self.table
+    def terminals(self, first: int) -> features.History:
+        """The rows the terminal windows of rows from time `first` on can reach."""
+        t = self.table[self.table[:, 2] > first - features.TERMINAL_LOOKBACK_DAYS * features.DAY]
         return features.History(t[:, 1].astype(np.int64), t[:, 2].astype(np.int64), t[:, 4])
+
+
+_GROUP_SHIFT = np.int64(1) << np.int64(32)  # a customer's key: code · 2³² + Unix seconds
 
 
 def _stored_labels(first: int, last: int, codes: features.GroupCodes) -> features.LabelEvents:
@@ -381,17 +409,17 @@ def _sorted_contains(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarra
 
 def _write(output, chunk, scores, flagged, threshold, version, reasons) -> None:
     """Append the chunk's scored rows (the csv module: quoted where needed, floats exact)."""
-    when = np.datetime_as_string(chunk["tx_time"].to_numpy(np.int64).astype("datetime64[s]"))
+    when = pd.Series(chunk["tx_time"].to_numpy(np.int64).astype("datetime64[s]"))
     csv.writer(output, lineterminator="\n").writerows(
         zip(
             chunk["external_id"].tolist(),
-            [w.replace("T", " ") for w in when.tolist()],
+            when.dt.strftime("%Y-%m-%d %H:%M:%S").tolist(),
             chunk["customer_id"].tolist(),
             chunk["terminal_id"].tolist(),
             chunk["amount"].tolist(),
             scores.tolist(),
             flagged.astype(int).tolist(),
-            itertools.repeat(threshold),
+            itertools.repeat(repr(float(threshold))),  # as the csv module writes a float
             itertools.repeat(version),
             reasons.tolist(),
             strict=False,  # the repeats are endless
