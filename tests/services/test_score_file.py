@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fraudapp.extensions import db
-from fraudapp.ml import features
+from fraudapp.ml import features, registry
 from fraudapp.ml.simulate import simulate
 from fraudapp.models import DailyCount, Prediction, Transaction
 from fraudapp.services.transactions import counts, files, scoring
@@ -118,6 +118,32 @@ def test_a_bad_line_refuses_the_whole_file(app, later, tmp_path, small_chunks, c
         files.score_file(source, out, store=True)
     assert _count(Transaction) == before and _count(Prediction) == 0
     assert list(folder.iterdir()) == [source]  # no output, no partial file
+
+
+def test_a_fault_while_the_booster_scores_a_chunk_fails_the_file_and_keeps_nothing(
+    app, later, tmp_path, small_chunks, monkeypatch
+):
+    """The booster scores each chunk on its own thread: its failure reaches the caller, and
+    nothing is written or stored."""
+    calls = []
+
+    def failing(model, own, threads=1):
+        calls.append(len(own))
+        if len(calls) == 3:
+            raise RuntimeError("booster failed")
+        return np.full(len(own), 0.01)
+
+    monkeypatch.setattr(registry.LoadedModel, "score_own", failing)
+    folder = tmp_path / "files"
+    folder.mkdir()
+    source = folder / "in.csv"
+    later.to_csv(source, index=False)
+    before = _count(Transaction)
+    with pytest.raises(RuntimeError, match="booster failed"):
+        files.score_file(source, folder / "out.csv", store=True)
+    assert 3 <= len(calls) <= 4  # the next chunk may be scoring when the fault surfaces
+    assert _count(Transaction) == before and _count(Prediction) == 0
+    assert list(folder.iterdir()) == [source]
 
 
 def test_empty_and_unreadable_files_are_refused(app, tmp_path):

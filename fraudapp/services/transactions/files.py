@@ -3,7 +3,8 @@
 Each row sees the stored history and the file's earlier rows, as if the file's transactions had been
 sent one by one with consent; with `store` they also join the history (transactions with their
 predictions, in one database transaction). Memory stays bounded: the file is read in chunks and
-only the rows within the feature lookback are kept between chunks.
+only the rows within the feature lookback are kept between chunks. The booster scores a chunk on a
+thread of its own while the next chunk is read and its features computed (two chunks at most).
 
 A bad file is refused whole: the output is written to a temporary file renamed into place at the
 end, and the stored rows are committed only then, so a refusal on the last line leaves nothing.
@@ -18,6 +19,7 @@ import itertools
 import os
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,14 +100,20 @@ def score_file(
     out = Path(out)
     partial = out.with_name(f".{out.name}.partial")
     scorer = _FileScorer(store, current_app.config["FILE_SCORING_THREADS"])
+    report = progress or (lambda done, total: None)
     try:
         chunks = history.read_transaction_chunks(source, CHUNK_ROWS)
-        with _open_output(partial) as output, closing(chunks):
+        with (
+            _open_output(partial) as output,
+            closing(chunks),
+            ThreadPoolExecutor(1, "score-file") as booster,
+        ):
             csv.writer(output, lineterminator="\n").writerow(COLUMNS)
             for chunk in chunks:
-                scorer.add(chunk, output)
-                if progress is not None:
-                    progress(scorer.summary.rows, max(total, scorer.summary.rows))
+                scorer.add(chunk, output, booster)
+                report(scorer.summary.rows, max(total, scorer.summary.rows))
+            scorer.flush(output)
+            report(scorer.summary.rows, max(total, scorer.summary.rows))
         if not scorer.summary.rows:
             raise FileRefused(history.at_line(2, Message("the file has no transactions")))
         scorer.finish()
@@ -148,11 +156,48 @@ class _FileScorer:
         self.last_time: int | None = None
         self.ids: np.ndarray = np.empty(0, np.uint64)  # hashes of the ids seen, sorted
         self.counts: Counter = Counter()
+        self.pending: tuple | None = None  # the chunk being scored: chunk, rows, future scores
 
-    def add(self, chunk: pd.DataFrame, output) -> None:
-        """Check, score, write (and store) one chunk of checked rows."""
+    def add(self, chunk: pd.DataFrame, output, booster: Executor) -> None:
+        """Check one chunk of checked rows and work out its features; `booster` scores them
+        while the chunk before it is written (and stored) and the next one read: LightGBM lets
+        go of the interpreter, so the file's Python work and the booster share two cores."""
         if chunk.empty:
             return
+        rows = self._features(chunk)
+        scored = booster.submit(self._score, rows)
+        self.flush(output)
+        self.pending = (chunk, rows, scored)
+
+    def flush(self, output) -> None:
+        """Write (and store) the chunk being scored, once its scores are in."""
+        if self.pending is None:
+            return
+        chunk, rows, scored = self.pending
+        self.pending = None
+        own, scores, flagged, reasons = scored.result()
+        _write(output, chunk, scores, flagged, self.threshold, self.model.version, reasons)
+        if self.store:
+            self._store(chunk, own, scores, flagged, self._challenger_scores(rows))
+        self._summarize(scores, flagged)
+
+    def _score(self, rows: np.ndarray) -> tuple:
+        """The chunk's own columns, scores, flags and the flagged rows' reasons (no Flask here:
+        it runs on the booster's thread)."""
+        own = self.model.own(rows)  # the version's columns, picked once
+        scores = self.model.score_own(own, self.threads)
+        flagged = scores >= self.threshold
+        reasons = np.full(len(rows), "", dtype=object)
+        if flagged.any():
+            reasons[flagged] = [
+                "; ".join(reason["text"] for reason in explained)
+                for explained in explain_rows(self.model, rows[flagged], REASONS)
+            ]
+        return own, scores, flagged, reasons
+
+    def _features(self, chunk: pd.DataFrame) -> np.ndarray:
+        """The chunk's feature rows, each seeing the stored history and the file's rows before
+        it; the chunk then joins the rows within the lookback."""
         self._check_order_and_ids(chunk)
         time = chunk["tx_time"].to_numpy(np.int64)
         first, last = int(time[0]), int(time[-1])
@@ -170,20 +215,8 @@ class _FileScorer:
             self.recent.terminals(first),
             _stored_labels(first, last, self.codes),
         )
-        own = self.model.own(rows)  # the version's columns, picked once
-        scores = self.model.score_own(own, self.threads)
-        flagged = scores >= self.threshold
-        reasons = np.full(len(chunk), "", dtype=object)
-        if flagged.any():
-            reasons[flagged] = [
-                "; ".join(reason["text"] for reason in explained)
-                for explained in explain_rows(self.model, rows[flagged], REASONS)
-            ]
-        _write(output, chunk, scores, flagged, self.threshold, self.model.version, reasons)
-        if self.store:
-            self._store(chunk, own, scores, flagged, self._challenger_scores(rows))
         self.recent.add(customer, terminal, chunk)
-        self._summarize(scores, flagged)
+        return rows
 
     def _check_order_and_ids(self, chunk: pd.DataFrame) -> None:
         time = chunk["tx_time"].to_numpy(np.int64)
