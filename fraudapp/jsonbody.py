@@ -35,13 +35,19 @@ def depth(data: bytes) -> int:
     return int(np.cumsum(steps, dtype=np.int64).max())
 
 
+def _openers(data: bytes) -> int:
+    """The opening brackets of a text, in strings too: no nesting is deeper than that (a cheap
+    bound that spares a small body, such as one transaction, the count of `depth`)."""
+    return data.count(b"[") + data.count(b"{")
+
+
 def loads(data: bytes, max_depth: int):
     """The parsed body; NotJSON when it is no UTF-8 JSON, TooDeep when nested past `max_depth`."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise NotJSON("not UTF-8 JSON") from None
-    if depth(data) > max_depth:
+    if _openers(data) > max_depth and depth(data) > max_depth:
         raise TooDeep("nested too deeply")
     try:
         return json.loads(text)

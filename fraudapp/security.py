@@ -8,6 +8,11 @@ only when the session cookie is marked secure (the site is then served over HTTP
 redirect to HTTPS: `make run` serves plain http://127.0.0.1:8000, and behind a proxy TLS ends
 there. Talisman keeps its settings on the instance, so each app gets its own.
 
+Both run on every request, so what does not change between requests is worked out once: the
+headers' options and policy text per view (`Talisman`), and the session of a request without a
+session cookie is an empty one without building a cookie signer (`SessionInterface`; the JSON API's
+clients send none).
+
 The API's rate limits live with the API (api/limits.py).
 """
 
@@ -16,9 +21,10 @@ from __future__ import annotations
 import os
 import tempfile
 
+import flask_talisman
 from flask import Flask, current_app, request
 from flask import Request as FlaskRequest
-from flask_talisman import Talisman
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import RequestEntityTooLarge
 
 CONTENT_SECURITY_POLICY = {
@@ -51,8 +57,55 @@ def register(app: Flask) -> None:
         x_xss_protection=False,  # obsolete; the CSP is the protection
     )
     app.request_class = Request
+    app.session_interface = SessionInterface()
     # first of all, before CSRF or the rate limits read the body or the database
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_large_body)
+
+
+class Talisman(flask_talisman.Talisman):
+    """Flask-Talisman with its per-request work done once: it gathers a view's options (its own
+    over the app's) three times per request and rebuilds the policy header's text from the policy
+    each time. Both depend only on the view and the settings, fixed once the app is built; the
+    text is kept unless the request carries a nonce (none here: no nonce is configured).
+    """
+
+    def __init__(self, app: Flask, **options):
+        self._view_options: dict = {}
+        self._policy_texts: dict[int, tuple[object, str]] = {}
+        super().__init__(app, **options)
+
+    def _get_local_options(self) -> dict:
+        view = current_app.view_functions.get(request.endpoint)
+        options = self._view_options.get(view)
+        if options is None:
+            options = self._view_options[view] = super()._get_local_options()
+        return options
+
+    def _parse_policy(self, policy) -> str:
+        if hasattr(request, "csp_nonce"):
+            return super()._parse_policy(policy)
+        kept = self._policy_texts.get(id(policy))
+        if kept is None or kept[0] is not policy:
+            kept = self._policy_texts[id(policy)] = (policy, super()._parse_policy(policy))
+        return kept[1]
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without building the cookie signer for a request that
+    carries no session cookie (an empty session, as Flask gives it) nor working out the cookie's
+    attributes for an empty session nobody changed (no cookie is set, as in Flask)."""
+
+    def open_session(self, app: Flask, request: FlaskRequest):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session, response) -> None:
+        if not session and not session.modified:
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
 
 
 class Request(FlaskRequest):

@@ -79,7 +79,11 @@ def test_dicts_from_json_and_text_as_written(env, tmp_path):
     env("NODE_NAME", "null")
     app = _create(tmp_path)
     assert app.config["TRAINING_PARAMS"] == {"num_boost_round": 20, "max_bin": 63}
-    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True, "pool_size": 3}
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {
+        "pool_pre_ping": True,
+        "pool_use_lifo": True,
+        "pool_size": 3,
+    }
     assert app.config["WEBHOOK_SECRET"] == "12345678901234567890"
     assert app.config["NODE_NAME"] == "null"
 

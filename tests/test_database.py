@@ -38,6 +38,16 @@ def _write_pages(n: int) -> None:
             connection.execute(text("INSERT INTO filler (body) VALUES (zeroblob(3500))"))
 
 
+def test_the_pool_hands_out_its_latest_returned_connection(sqlite_app):
+    """The connection whose page cache is warmest serves next, not the one idle longest."""
+    first, second = db.engine.connect(), db.engine.connect()
+    latest = second.connection.dbapi_connection
+    first.close()
+    second.close()
+    with db.engine.connect() as connection:
+        assert connection.connection.dbapi_connection is latest
+
+
 def test_commands_keep_sqlites_own_checkpoints(sqlite_app):
     assert _autocheckpoint() == 1000
 

@@ -8,6 +8,8 @@ import json
 import re
 from pathlib import Path
 
+import flask
+import flask_talisman
 import pytest
 from sqlalchemy import func, select
 
@@ -59,6 +61,48 @@ def test_security_headers_on_a_page_the_api_and_healthz(client, auth):
     ):
         _assert_security_headers(response)
         assert "Strict-Transport-Security" not in response.headers  # plain HTTP, cookie not secure
+
+
+def test_the_headers_options_and_policy_are_worked_out_once_per_view(client, monkeypatch):
+    calls = []
+    talisman = flask_talisman.Talisman
+    gather, parse = talisman._get_local_options, talisman._parse_policy
+    monkeypatch.setattr(talisman, "_get_local_options", lambda t: calls.append("o") or gather(t))
+    monkeypatch.setattr(talisman, "_parse_policy", lambda t, p: calls.append("p") or parse(t, p))
+    responses = [client.get("/healthz") for _ in range(3)]
+    for response in responses:
+        _assert_security_headers(response)
+    assert calls.count("o") <= 1 and calls.count("p") <= 1  # Flask-Talisman's: 3 and 1 a request
+    assert len({r.headers["Content-Security-Policy"] for r in responses}) == 1
+
+
+def test_a_request_without_a_session_cookie_builds_no_cookie_signer(
+    app, client, auth, stored_history, monkeypatch
+):
+    signers = []
+    build = app.session_interface.get_signing_serializer
+    monkeypatch.setattr(
+        app.session_interface, "get_signing_serializer", lambda a: signers.append(1) or build(a)
+    )
+    response = client.post("/api/v1/predictions", json=_transaction(), headers=auth)
+    assert response.status_code == 201 and "Set-Cookie" not in response.headers
+    assert signers == []
+
+
+def test_a_session_is_still_kept_in_its_cookie(app, client):
+    @app.get("/_test/session/<value>")
+    def put(value):
+        flask.session["value"] = value
+        return ""
+
+    @app.get("/_test/session")
+    def read():
+        return flask.session.get("value", "none")
+
+    assert client.get("/_test/session").text == "none"
+    assert "Set-Cookie" not in client.get("/_test/session").headers
+    assert "session=" in client.get("/_test/session/kept").headers["Set-Cookie"]
+    assert client.get("/_test/session").text == "kept"
 
 
 def test_no_redirect_to_https_by_default(client):
@@ -211,6 +255,15 @@ def test_json_depth_counts_brackets_outside_strings():
     assert jsonbody.loads(b"[" * 32 + b"]" * 32, 32) is not None
     with pytest.raises(jsonbody.NotJSON):
         jsonbody.loads(b"\xff{}", 32)
+
+
+def test_a_body_with_fewer_brackets_than_the_limit_is_not_counted(monkeypatch):
+    monkeypatch.setattr(jsonbody, "depth", lambda data: pytest.fail("counted"))
+    assert jsonbody.loads(b'{"a": [1, {"b": "[[[["}]}', 8) == {"a": [1, {"b": "[[[["}]}
+    monkeypatch.undo()
+    with pytest.raises(jsonbody.TooDeep):  # more brackets than the limit: counted
+        jsonbody.loads(b'{"a": [[["{{{{{{"]]]}', 3)
+    assert jsonbody.loads(b'{"a": "[[[[[[[[[["}', 3) == {"a": "[[[[[[[[[["}
 
 
 def test_deeply_nested_json_is_a_field_error_on_the_api(client, auth, stored_history):

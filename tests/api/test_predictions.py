@@ -55,6 +55,22 @@ def test_without_consent_nothing_is_stored(client, auth, stored_history):
     assert _count(Transaction) == before and _count(Prediction) == 0
 
 
+def test_the_insert_statements_are_built_once(client, auth, stored_history, monkeypatch):
+    built = []
+    table = Transaction.__table__
+    insert = table.insert
+    monkeypatch.setattr(table, "insert", lambda: built.append(1) or insert())
+    for k in range(3):
+        body = _tx(tx_datetime=after_history(1 + k / 1440))
+        assert client.post("/api/v1/predictions", json=body, headers=auth).status_code == 201
+    batch = {"transactions": [_tx(tx_datetime=after_history(1 + (5 + k) / 1440)) for k in range(3)]}
+    answer = client.post("/api/v1/predictions", json=batch, headers=auth)
+    assert answer.status_code == 201 and len(built) <= 2  # once for one row, once for many
+    ids = [p["id"] for p in answer.get_json()["predictions"]]
+    stored = [db.session.get(Prediction, i).transaction.tx_time for i in ids]
+    assert ids == sorted(ids) and stored == sorted(stored)
+
+
 @pytest.mark.parametrize(
     "query", ["explain=maybe", "explain=", "explain=-1", "explain=1&explain=1"]
 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 import operator
 from dataclasses import dataclass, field
@@ -520,13 +521,26 @@ def _replay(model: LoadedModel, prediction: Prediction, want_explanation: bool) 
 def _insert_returning_ids(connection, table, rows: list[dict]) -> list[int]:
     """Insert rows in one statement per batch; their new ids, in the rows' order.
 
-    SQLite gives a single writer's rows increasing ids in insertion order, so its ids are sorted
-    (asking SQLAlchemy to match them to the rows there costs one statement per row); PostgreSQL's
-    are matched to the rows by SQLAlchemy."""
+    One row (a single prediction) is a plain execute. For more, SQLite gives a single writer's
+    rows increasing ids in insertion order, so its ids are sorted (asking SQLAlchemy to match them
+    to the rows there costs one statement per row); PostgreSQL's are matched to the rows by
+    SQLAlchemy. The statements are built once per table: building one costs more than the insert
+    of a row."""
+    single, many = _insert_statements(table, connection.dialect.name)
+    if len(rows) == 1:
+        return [connection.execute(single, rows[0]).scalar_one()]
     if connection.dialect.name == "sqlite":
-        return sorted(connection.execute(table.insert().returning(table.c.id), rows).scalars())
-    statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-    return connection.execute(statement, rows).scalars().all()
+        return sorted(connection.execute(many, rows).scalars())
+    return connection.execute(many, rows).scalars().all()
+
+
+@functools.cache
+def _insert_statements(table, dialect: str) -> tuple:
+    """INSERT ... RETURNING id of `table`: for one row, and for many (see _insert_returning_ids)."""
+    single = table.insert().returning(table.c.id)
+    if dialect == "sqlite":
+        return single, single
+    return single, table.insert().returning(table.c.id, sort_by_parameter_order=True)
 
 
 def store_predictions(
