@@ -66,7 +66,8 @@ class Defaults(BaseModel):
     EXPLAIN_TOP: int = 4
     # Threads LightGBM may use to score a file (`flask score-file`, the Score a file page); single
     # requests always use one.
-    FILE_SCORING_THREADS: int = Field(default=2, ge=1, le=64)
+    # LightGBM threads scoring a file, beside the thread reading and featurizing the next chunk
+    FILE_SCORING_THREADS: int = Field(default=1, ge=1, le=64)
     WTF_CSRF_TIME_LIMIT: int | None = None
     SESSION_COOKIE_HTTPONLY: bool = True
     SESSION_COOKIE_SAMESITE: str | None = "Lax"
