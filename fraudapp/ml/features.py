@@ -550,7 +550,8 @@ def features_of_one(
     terminals: History,
     labels: LabelEvents | None = None,
 ) -> np.ndarray:
-    """Online, one transaction not stored: `features_of_new` of a single row, shape (1, n).
+    """Online, one new transaction: `features_of_new` of a single row, shape (1, n) (stored or
+    not, its own statistics are the same: only later rows would see it).
 
     The window statistics are worked out in plain Python over its customer's and terminal's few
     stored rows, in the same fixed-point arithmetic and row order as `_Timeline`, so the values are
